@@ -1,0 +1,273 @@
+//! What an annotated handler does with each request: check the store, run once, store, replay.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
+use http::{HeaderValue, StatusCode};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+
+use crate::config::{Config, OnConflict};
+use crate::extract::RequestHead;
+use crate::fingerprint::{fingerprint, store_key};
+use crate::key::IdempotencyKey;
+use crate::layer::StoreHandle;
+use crate::problem::Problem;
+use crate::response::StoredResponse;
+use crate::store::{Begin, Lease, StoreError, StoreKey};
+
+/// The header sent with a response that was not stored, so a retry with its key would run the
+/// handler again: a streaming body, or one larger than `max_body`.
+pub const REPLAYABLE_HEADER: http::HeaderName =
+    http::HeaderName::from_static("idempotent-replayable");
+
+/// The longest a lease is renewed while its handler runs; past it the lease may expire.
+pub const MAX_LEASE_RENEWAL: Duration = Duration::from_secs(60 * 60);
+
+const TARGET: &str = "idempotent";
+
+/// Runs `handler` under the idempotency rules of `config`.
+///
+/// `head` is `None` for safe methods, which pass through. `scope` separates the key spaces of
+/// different callers.
+pub async fn run<F, Fut>(
+    config: &'static Config,
+    head: Option<RequestHead>,
+    scope: Option<Vec<u8>>,
+    handler: F,
+) -> Response
+where
+    F: FnOnce(Option<IdempotencyKey>) -> Fut + Send + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    let Some(head) = head else {
+        return handler(None).await;
+    };
+    let key = match IdempotencyKey::from_headers(&head.headers, config.header) {
+        Ok(Some(key)) => key,
+        Ok(None) if config.required => {
+            tracing::debug!(target: TARGET, endpoint = config.endpoint, "request without a required key");
+            return Problem::missing_key(config.header).into_response();
+        }
+        Ok(None) => return handler(None).await,
+        Err(error) => {
+            tracing::debug!(target: TARGET, endpoint = config.endpoint, %error, "invalid key");
+            return Problem::invalid_key(config.header, &error).into_response();
+        }
+    };
+
+    let store_key = store_key(scope.as_deref(), key.as_str());
+    let fingerprint = fingerprint(
+        &config.fingerprint,
+        &head.method,
+        &head.uri,
+        &head.headers,
+        &head.body,
+    );
+    let store = head.store.unwrap_or_else(StoreHandle::process_default);
+    let wait_until = Instant::now() + config.lock_timeout;
+    let mut backoff = Duration::from_millis(5);
+
+    loop {
+        let begin = store
+            .store()
+            .begin(&store_key, &fingerprint, config.lock_timeout)
+            .await;
+        match begin {
+            Ok(Begin::Acquired(lease)) => {
+                tracing::debug!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), "new key, running handler");
+                return execute(config, store, store_key, lease, key, handler).await;
+            }
+            Ok(Begin::Completed(stored)) => {
+                tracing::debug!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), status = stored.status().as_u16(), "replaying stored response");
+                return stored.to_response();
+            }
+            Ok(Begin::Mismatch) => {
+                tracing::info!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), "key reused with a different request");
+                return Problem::key_reused().into_response();
+            }
+            Ok(Begin::InFlight { retry_after }) => {
+                let now = Instant::now();
+                if config.on_conflict == OnConflict::Reject || now >= wait_until {
+                    tracing::info!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), "key in flight, rejecting retry");
+                    return Problem::in_flight(retry_after).into_response();
+                }
+                tracing::trace!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), "key in flight, waiting");
+                tokio::time::sleep(backoff.min(wait_until - now)).await;
+                backoff = (backoff * 2).min(Duration::from_millis(100));
+            }
+            Err(error) => return store_failed(config, &store, &error, key, handler).await,
+        }
+    }
+}
+
+async fn store_failed<F, Fut>(
+    config: &'static Config,
+    store: &StoreHandle,
+    error: &StoreError,
+    key: IdempotencyKey,
+    handler: F,
+) -> Response
+where
+    F: FnOnce(Option<IdempotencyKey>) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    if store.store().fail_open() {
+        warn_fail_open(config, error);
+        return handler(Some(key)).await;
+    }
+    tracing::warn!(target: TARGET, endpoint = config.endpoint, %error, "idempotency store failed, rejecting request with 503");
+    Problem::store_unavailable().into_response()
+}
+
+/// Logs a fail-open request at most once a second, with the number of requests since the last
+/// event.
+fn warn_fail_open(config: &Config, error: &StoreError) {
+    static LAST_WARNED_SECOND: AtomicU64 = AtomicU64::new(0);
+    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let last = LAST_WARNED_SECOND.load(Ordering::Relaxed);
+    if last != second
+        && LAST_WARNED_SECOND
+            .compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
+        tracing::warn!(target: TARGET, endpoint = config.endpoint, %error, suppressed, "idempotency store failed, running handler without idempotency (fail-open)");
+    } else {
+        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs the handler in its own task, so that a client hanging up does not cancel it halfway,
+/// and stores or releases its response.
+async fn execute<F, Fut>(
+    config: &'static Config,
+    store: StoreHandle,
+    store_key: StoreKey,
+    lease: Lease,
+    key: IdempotencyKey,
+    handler: F,
+) -> Response
+where
+    F: FnOnce(Option<IdempotencyKey>) -> Fut + Send + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    let task = tokio::spawn(async move {
+        let outcome =
+            run_with_renewal(config, &store, &store_key, &lease, handler(Some(key))).await;
+        match outcome {
+            Ok(response) => settle(config, &store, &store_key, &lease, response).await,
+            Err(panic) => {
+                tracing::warn!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), "handler panicked, releasing key");
+                release(config, &store, &store_key, &lease).await;
+                std::panic::resume_unwind(panic)
+            }
+        }
+    });
+    match task.await {
+        Ok(response) => response,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+/// Polls the handler and renews its lease every third of `lock_timeout`, for at most
+/// [`MAX_LEASE_RENEWAL`].
+async fn run_with_renewal(
+    config: &'static Config,
+    store: &StoreHandle,
+    store_key: &StoreKey,
+    lease: &Lease,
+    handler: impl Future<Output = Response>,
+) -> std::thread::Result<Response> {
+    let handler = AssertUnwindSafe(handler).catch_unwind();
+    tokio::pin!(handler);
+    let period = config.lock_timeout / 3;
+    let renew_until = tokio::time::Instant::now() + MAX_LEASE_RENEWAL.max(config.lock_timeout);
+    let mut next_renewal = tokio::time::Instant::now() + period;
+    loop {
+        tokio::select! {
+            biased;
+            outcome = &mut handler => return outcome,
+            () = tokio::time::sleep_until(next_renewal), if next_renewal < renew_until => {
+                next_renewal += period;
+                if let Err(error) = store.store().renew(store_key, lease, config.lock_timeout).await {
+                    tracing::warn!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), %error, "could not renew the lease of a running handler");
+                }
+            }
+        }
+    }
+}
+
+/// Stores a response that can be replayed, or releases the key.
+async fn settle(
+    config: &'static Config,
+    store: &StoreHandle,
+    store_key: &StoreKey,
+    lease: &Lease,
+    response: Response,
+) -> Response {
+    let status = response.status();
+    if !config.store_status.contains(status.as_u16()) {
+        tracing::debug!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), status = status.as_u16(), "status not stored, releasing key");
+        release(config, store, store_key, lease).await;
+        return response;
+    }
+    let storable = response
+        .body()
+        .size_hint()
+        .exact()
+        .is_some_and(|len| len <= config.max_body as u64);
+    if !storable {
+        tracing::debug!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), "body streaming or over max_body, releasing key");
+        release(config, store, store_key, lease).await;
+        let mut response = response;
+        response
+            .headers_mut()
+            .insert(REPLAYABLE_HEADER, HeaderValue::from_static("false"));
+        return response;
+    }
+
+    let (parts, body) = response.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            tracing::warn!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), %error, "response body failed, releasing key");
+            release(config, store, store_key, lease).await;
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let stored = StoredResponse::encode(parts.status, &parts.headers, &body);
+    match store
+        .store()
+        .complete(store_key, lease, &stored, config.ttl)
+        .await
+    {
+        Ok(()) => {
+            tracing::debug!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), status = status.as_u16(), "response stored");
+        }
+        Err(error) => {
+            tracing::warn!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), %error, "response not stored; a retry after the lock timeout will run the handler again");
+        }
+    }
+    Response::from_parts(parts, Body::from(body))
+}
+
+async fn release(
+    config: &'static Config,
+    store: &StoreHandle,
+    store_key: &StoreKey,
+    lease: &Lease,
+) {
+    if let Err(error) = store.store().release(store_key, lease).await {
+        tracing::warn!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), %error, "could not release key; it unlocks after the lock timeout");
+    }
+}

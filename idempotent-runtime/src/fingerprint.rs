@@ -1,0 +1,190 @@
+//! The request fingerprint and the hashed store key.
+
+use http::{HeaderMap, Method, Uri};
+use sha2::{Digest, Sha256};
+
+use crate::config::{BodyFingerprint, FingerprintConfig};
+use crate::store::{Fingerprint, StoreKey};
+
+/// Hashes the parts of a request that `config` names.
+///
+/// Every part is length-prefixed, so moving bytes from one part to the next changes the hash.
+pub fn fingerprint(
+    config: &FingerprintConfig,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Fingerprint {
+    let mut hasher = Sha256::new();
+    hasher.update(b"idempotent fingerprint v1");
+    if config.method {
+        update_part(&mut hasher, b'm', method.as_str().as_bytes());
+    }
+    if config.path {
+        update_part(&mut hasher, b'p', uri.path().as_bytes());
+    }
+    if config.query {
+        update_part(&mut hasher, b'q', uri.query().unwrap_or("").as_bytes());
+    }
+    for name in config.headers {
+        update_part(&mut hasher, b'h', name.as_bytes());
+        for value in headers.get_all(*name) {
+            update_part(&mut hasher, b'v', value.as_bytes());
+        }
+    }
+    match config.body {
+        BodyFingerprint::Ignore => {}
+        BodyFingerprint::Bytes => update_part(&mut hasher, b'b', body),
+        BodyFingerprint::Json => match canonical_json(body) {
+            Some(canonical) => update_part(&mut hasher, b'j', &canonical),
+            None => update_part(&mut hasher, b'b', body),
+        },
+    }
+    Fingerprint(hasher.finalize().into())
+}
+
+/// Hashes a client's key together with its scope into the name the store uses.
+pub fn store_key(scope: Option<&[u8]>, key: &str) -> StoreKey {
+    let mut hasher = Sha256::new();
+    hasher.update(b"idempotent key v1");
+    match scope {
+        Some(scope) => update_part(&mut hasher, b's', scope),
+        None => hasher.update([b'n']),
+    }
+    update_part(&mut hasher, b'k', key.as_bytes());
+    StoreKey(hasher.finalize().into())
+}
+
+fn update_part(hasher: &mut Sha256, tag: u8, bytes: &[u8]) {
+    hasher.update([tag]);
+    hasher.update((bytes.len() as u64).to_be_bytes());
+    hasher.update(bytes);
+}
+
+/// Returns `body` as canonical JSON: object keys sorted by their UTF-8 bytes, no white space,
+/// strings and numbers as `serde_json` prints them. Returns `None` when `body` is not JSON.
+///
+/// Keys are sorted here rather than by `serde_json::Map`, whose order depends on whether any
+/// crate in the build enables serde_json's `preserve_order` feature.
+pub fn canonical_json(body: &[u8]) -> Option<Vec<u8>> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut out = Vec::with_capacity(body.len());
+    write_canonical(&value, &mut out);
+    Some(out)
+}
+
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (index, (key, item)) in entries.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_scalar(&Value::String(key.clone()), out);
+                out.push(b':');
+                write_canonical(item, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => write_scalar(scalar, out),
+    }
+}
+
+fn write_scalar(value: &serde_json::Value, out: &mut Vec<u8>) {
+    // Writing a scalar `Value` to a `Vec` cannot fail.
+    serde_json::to_writer(out, value).expect("JSON scalar serialises");
+}
+
+/// Formats bytes as lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 0xf)] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(config: &FingerprintConfig, uri: &str, body: &[u8]) -> Fingerprint {
+        let uri: Uri = uri.parse().unwrap();
+        fingerprint(config, &Method::POST, &uri, &HeaderMap::new(), body)
+    }
+
+    #[test]
+    fn each_part_changes_the_hash() {
+        let config = FingerprintConfig::DEFAULT;
+        let base = hash(&config, "/a?x=1", b"{}");
+
+        assert_ne!(base, hash(&config, "/b?x=1", b"{}"));
+        assert_ne!(base, hash(&config, "/a?x=2", b"{}"));
+        assert_ne!(base, hash(&config, "/a?x=1", b"{ }"));
+        let uri: Uri = "/a?x=1".parse().unwrap();
+        let put = fingerprint(&config, &Method::PUT, &uri, &HeaderMap::new(), b"{}");
+        assert_ne!(base, put);
+    }
+
+    #[test]
+    fn ignored_body_does_not_change_the_hash() {
+        let config = FingerprintConfig {
+            body: BodyFingerprint::Ignore,
+            ..FingerprintConfig::DEFAULT
+        };
+
+        assert_eq!(hash(&config, "/a", b"1"), hash(&config, "/a", b"2"));
+    }
+
+    #[test]
+    fn json_body_ignores_key_order_and_space() {
+        let config = FingerprintConfig {
+            body: BodyFingerprint::Json,
+            ..FingerprintConfig::DEFAULT
+        };
+
+        let first = hash(&config, "/a", br#"{"b": 1, "a": [1, {"y": 2, "x": "s"}]}"#);
+        let second = hash(&config, "/a", br#"{"a":[1,{"x":"s","y":2}],"b":1}"#);
+
+        assert_eq!(first, second);
+        assert_ne!(
+            first,
+            hash(&config, "/a", br#"{"a":[1,{"x":"s","y":3}],"b":1}"#)
+        );
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        let canonical = canonical_json(br#"{"z":null,"a":{"c":true,"b":1.5}}"#).unwrap();
+
+        assert_eq!(canonical, br#"{"a":{"b":1.5,"c":true},"z":null}"#);
+    }
+
+    #[test]
+    fn scope_separates_keys() {
+        assert_ne!(store_key(Some(b"alice"), "k"), store_key(Some(b"bob"), "k"));
+        assert_ne!(store_key(None, "k"), store_key(Some(b""), "k"));
+        assert_eq!(
+            store_key(Some(b"alice"), "k"),
+            store_key(Some(b"alice"), "k")
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! The `application/problem+json` (RFC 9457) responses that the runtime sends.
+
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+
+use crate::key::KeyError;
+
+/// The media type of every error response.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The kinds of problem the runtime reports; each has a fixed `type` URI and status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProblemKind {
+    /// `400`: the endpoint requires a key and the request has none.
+    MissingKey,
+    /// `400`: the key header is empty, too long, badly quoted, repeated or has invalid bytes.
+    InvalidKey,
+    /// `409`: a request with the same key is still running.
+    InFlight,
+    /// `422`: the key was used before with a different request.
+    KeyReused,
+    /// `413`: the request body is larger than the server's body limit.
+    BodyTooLarge,
+    /// `400`: the request body could not be read.
+    BodyUnreadable,
+    /// `503`: the idempotency store failed, so the request was not run.
+    StoreUnavailable,
+}
+
+impl ProblemKind {
+    /// Returns the problem's `type` URI.
+    pub fn type_uri(self) -> &'static str {
+        match self {
+            Self::MissingKey => "urn:idempotent:problem:missing-key",
+            Self::InvalidKey => "urn:idempotent:problem:invalid-key",
+            Self::InFlight => "urn:idempotent:problem:request-in-flight",
+            Self::KeyReused => "urn:idempotent:problem:key-reused",
+            Self::BodyTooLarge => "urn:idempotent:problem:body-too-large",
+            Self::BodyUnreadable => "urn:idempotent:problem:body-unreadable",
+            Self::StoreUnavailable => "urn:idempotent:problem:store-unavailable",
+        }
+    }
+
+    /// Returns the HTTP status.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::MissingKey | Self::InvalidKey | Self::BodyUnreadable => StatusCode::BAD_REQUEST,
+            Self::InFlight => StatusCode::CONFLICT,
+            Self::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Returns the problem's `title`: a short summary that is the same for every occurrence.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::MissingKey => "Idempotency key missing",
+            Self::InvalidKey => "Idempotency key invalid",
+            Self::InFlight => "Request with this idempotency key still in progress",
+            Self::KeyReused => "Idempotency key reused with a different request",
+            Self::BodyTooLarge => "Request body too large",
+            Self::BodyUnreadable => "Request body unreadable",
+            Self::StoreUnavailable => "Idempotency store unavailable",
+        }
+    }
+}
+
+/// One problem response: kind, a `detail` for this occurrence, and optional `Retry-After`.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    kind: ProblemKind,
+    detail: String,
+    retry_after: Option<Duration>,
+}
+
+impl Problem {
+    /// Creates a problem with a `detail` that says what was wrong and what to do next.
+    pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Adds a `Retry-After` header, rounded up to whole seconds, at least 1.
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// Returns the kind.
+    pub fn kind(&self) -> ProblemKind {
+        self.kind
+    }
+
+    /// Returns the detail text.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    pub(crate) fn missing_key(header: &str) -> Self {
+        Self::new(
+            ProblemKind::MissingKey,
+            format!(
+                "This endpoint requires an idempotency key. Send a unique value, such as a \
+                 UUID, in the `{header}` header and reuse it when you retry this request."
+            ),
+        )
+    }
+
+    pub(crate) fn invalid_key(header: &str, error: &KeyError) -> Self {
+        Self::new(
+            ProblemKind::InvalidKey,
+            format!(
+                "The `{header}` header is invalid: {error}. Send it once, as 1 to 255 visible \
+                 ASCII characters, bare or as a quoted string, for example `{header}: \
+                 \"8e03978e-40d5-43e8-bc93-6894a57f9324\"`."
+            ),
+        )
+    }
+
+    pub(crate) fn in_flight(retry_after: Duration) -> Self {
+        Self::new(
+            ProblemKind::InFlight,
+            "A request with this idempotency key is still being processed. Retry the same \
+             request with the same key after the Retry-After delay to get its response.",
+        )
+        .with_retry_after(retry_after)
+    }
+
+    pub(crate) fn key_reused() -> Self {
+        Self::new(
+            ProblemKind::KeyReused,
+            "This idempotency key was already used with a different request (method, path, \
+             query or body). Send the original request to get its response, or use a new key \
+             for a new request.",
+        )
+    }
+
+    pub(crate) fn store_unavailable() -> Self {
+        Self::new(
+            ProblemKind::StoreUnavailable,
+            "The idempotency store could not be reached, so the request was not processed and \
+             nothing was changed. Retry the same request with the same key later.",
+        )
+        .with_retry_after(Duration::from_secs(1))
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.kind.status();
+        let body = serde_json::json!({
+            "type": self.kind.type_uri(),
+            "title": self.kind.title(),
+            "status": status.as_u16(),
+            "detail": self.detail,
+        });
+        let mut response = (status, body.to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(after) = self.retry_after {
+            let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        response
+    }
+}
