@@ -69,6 +69,16 @@ impl ProblemKind {
     }
 }
 
+/// The JSON body, with the members in the order RFC 9457 lists them.
+#[derive(serde::Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    type_uri: &'static str,
+    title: &'static str,
+    status: u16,
+    detail: &'a str,
+}
+
 /// One problem response: kind, a `detail` for this occurrence, and optional `Retry-After`.
 #[derive(Debug, Clone)]
 pub struct Problem {
@@ -155,13 +165,15 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.kind.status();
-        let body = serde_json::json!({
-            "type": self.kind.type_uri(),
-            "title": self.kind.title(),
-            "status": status.as_u16(),
-            "detail": self.detail,
-        });
-        let mut response = (status, body.to_string()).into_response();
+        let body = ProblemBody {
+            type_uri: self.kind.type_uri(),
+            title: self.kind.title(),
+            status: status.as_u16(),
+            detail: &self.detail,
+        };
+        // Serialising four plain fields into a string cannot fail.
+        let body = serde_json::to_string(&body).expect("problem serialises");
+        let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(after) = self.retry_after {
@@ -169,5 +181,29 @@ impl IntoResponse for Problem {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn renders_rfc_9457_body_and_retry_after() {
+        let problem = Problem::in_flight(Duration::from_millis(1500));
+
+        let response = problem.into_response();
+
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let expected = format!(
+            r#"{{"type":"urn:idempotent:problem:request-in-flight","title":"{}","status":409,"detail":"{}"}}"#,
+            ProblemKind::InFlight.title(),
+            Problem::in_flight(Duration::ZERO).detail()
+        );
+        assert_eq!(std::str::from_utf8(&body).unwrap(), expected);
     }
 }
