@@ -114,6 +114,7 @@ impl Problem {
     }
 
     pub(crate) fn missing_key(header: &str) -> Self {
+        let header = display_name(header);
         Self::new(
             ProblemKind::MissingKey,
             format!(
@@ -124,6 +125,7 @@ impl Problem {
     }
 
     pub(crate) fn invalid_key(header: &str, error: &KeyError) -> Self {
+        let header = display_name(header);
         Self::new(
             ProblemKind::InvalidKey,
             format!(
@@ -162,6 +164,22 @@ impl Problem {
     }
 }
 
+/// Writes a lowercase header name the way documentation spells it: `idempotency-key` becomes
+/// `Idempotency-Key`.
+fn display_name(header: &str) -> String {
+    let mut name = String::with_capacity(header.len());
+    let mut word_start = true;
+    for character in header.chars() {
+        if word_start {
+            name.push(character.to_ascii_uppercase());
+        } else {
+            name.push(character);
+        }
+        word_start = character == '-';
+    }
+    name
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.kind.status();
@@ -188,6 +206,12 @@ impl IntoResponse for Problem {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+
+    #[test]
+    fn header_names_are_capitalised_per_word() {
+        assert_eq!(display_name("idempotency-key"), "Idempotency-Key");
+        assert_eq!(display_name("x-request-id"), "X-Request-Id");
+    }
 
     #[tokio::test]
     async fn renders_rfc_9457_body_and_retry_after() {
