@@ -221,8 +221,11 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// Deletes the in-flight record held by `lease`, so that the next request with the key runs.
     ///
     /// Releasing a lease that no longer holds the key changes nothing and is not an error.
-    fn release<'a>(&'a self, key: &'a StoreKey, lease: &'a Lease)
-    -> BoxFuture<'a, Result<(), StoreError>>;
+    fn release<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        lease: &'a Lease,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Extends the lease held by `lease` to `lease_duration` from now.
     ///
