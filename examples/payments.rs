@@ -15,12 +15,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use idempotent_runtime::{idempotent, IdempotencyKey, IdempotencyLayer, IdempotencyScope, MokaStore};
+use idempotent_runtime::{
+    IdempotencyKey, IdempotencyLayer, IdempotencyScope, MokaStore, idempotent,
+};
 use serde::{Deserialize, Serialize};
 
 /// The request body of `POST /payments`.
@@ -145,7 +147,10 @@ async fn get_payment(State(db): State<Db>, Path(id): Path<u64>) -> Result<Json<P
     let ledger = db.lock().expect("ledger lock poisoned");
     match ledger.payments.get(&id) {
         Some(payment) => Ok(Json(payment.clone())),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "no payment with this id")),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no payment with this id",
+        )),
     }
 }
 
@@ -178,11 +183,16 @@ async fn main() -> std::io::Result<()> {
 
     let port: u16 = match std::env::var("PORT") {
         Ok(port) => port.parse().map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("invalid PORT {port:?}: expected a number from 0 to 65535"))
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("invalid PORT {port:?}: expected a number from 0 to 65535"),
+            )
         })?,
         Err(_) => 3000,
     };
-    let store = MokaStore::builder().max_capacity_bytes(64 * 1024 * 1024).build();
+    let store = MokaStore::builder()
+        .max_capacity_bytes(64 * 1024 * 1024)
+        .build();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     tracing::info!(address = %listener.local_addr()?, "payments example listening");
     axum::serve(listener, app(Db::default(), store)).await
