@@ -54,6 +54,19 @@ pub fn is_unstored_header(name: &HeaderName) -> bool {
         || name.as_str() == "proxy-connection"
 }
 
+/// Returns the header names listed in `Connection` values, lowercased. Most responses have none,
+/// and then nothing is allocated.
+fn connection_options(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|option| option.trim().to_ascii_lowercase())
+        .filter(|option| !option.is_empty())
+        .collect()
+}
+
 /// A response in the stored format: cheap to clone, and decoded lazily on replay.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredResponse {
@@ -73,14 +86,23 @@ impl std::fmt::Debug for StoredResponse {
 impl StoredResponse {
     /// Encodes a response head and its complete body.
     ///
-    /// Headers that [`is_unstored_header`] names are skipped.
+    /// Headers that [`is_unstored_header`] names are skipped, and so are the headers that the
+    /// response's `Connection` header lists, which RFC 9110 (section 7.6.1) makes hop-by-hop.
     ///
     /// # Panics
     ///
     /// Panics when the body is 4 GiB or larger, or the head has more than 65,535 headers; the
     /// caller's body limit keeps bodies far below that.
     pub fn encode(status: StatusCode, headers: &http::HeaderMap, body: &[u8]) -> Self {
-        let kept = || headers.iter().filter(|(name, _)| !is_unstored_header(name));
+        let connection_listed = connection_options(headers);
+        let kept = || {
+            headers.iter().filter(|(name, _)| {
+                !is_unstored_header(name)
+                    && !connection_listed
+                        .iter()
+                        .any(|listed| listed == name.as_str())
+            })
+        };
         let headers_len: usize = kept()
             .map(|(name, value)| 2 + name.as_str().len() + 4 + value.len())
             .sum();
@@ -263,7 +285,8 @@ mod tests {
     fn sample() -> StoredResponse {
         let mut headers = http::HeaderMap::new();
         headers.append("x-a", HeaderValue::from_static("1"));
-        headers.append(header::CONNECTION, HeaderValue::from_static("close"));
+        headers.append(header::CONNECTION, HeaderValue::from_static("close, X-Hop"));
+        headers.append("x-hop", HeaderValue::from_static("per connection"));
         headers.append("x-a", HeaderValue::from_static("2"));
         headers.append(header::SET_COOKIE, HeaderValue::from_static("s=1"));
         headers.append(
