@@ -1,0 +1,14 @@
+//! A string where a boolean belongs.
+
+use axum::Router;
+use axum::routing::post;
+use idempotent_runtime::idempotent;
+
+#[idempotent(required = "yes")]
+async fn create(body: String) -> String {
+    body
+}
+
+fn main() {
+    let _app: Router = Router::new().route("/", post(create));
+}

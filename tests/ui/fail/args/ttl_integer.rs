@@ -1,0 +1,14 @@
+//! An integer where a duration string belongs.
+
+use axum::Router;
+use axum::routing::post;
+use idempotent_runtime::idempotent;
+
+#[idempotent(ttl = 24)]
+async fn create(body: String) -> String {
+    body
+}
+
+fn main() {
+    let _app: Router = Router::new().route("/", post(create));
+}

@@ -1,0 +1,14 @@
+//! A zero duration.
+
+use axum::Router;
+use axum::routing::post;
+use idempotent_runtime::idempotent;
+
+#[idempotent(ttl = "0s")]
+async fn create(body: String) -> String {
+    body
+}
+
+fn main() {
+    let _app: Router = Router::new().route("/", post(create));
+}

@@ -1,0 +1,14 @@
+//! A misspelled argument name gets the nearest accepted name.
+
+use axum::Router;
+use axum::routing::post;
+use idempotent_runtime::idempotent;
+
+#[idempotent(tll = "24h")]
+async fn create(body: String) -> String {
+    body
+}
+
+fn main() {
+    let _app: Router = Router::new().route("/", post(create));
+}
