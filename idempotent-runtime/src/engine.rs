@@ -11,6 +11,7 @@ use futures_util::FutureExt;
 use http::{HeaderValue, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
+use tracing::Instrument;
 
 use crate::config::{Config, OnConflict};
 use crate::extract::RequestHead;
@@ -160,7 +161,9 @@ where
     F: FnOnce(Option<IdempotencyKey>) -> Fut + Send + 'static,
     Fut: Future<Output = Response> + Send + 'static,
 {
-    let task = tokio::spawn(async move {
+    // The task carries the request's span, so the handler's events stay inside it.
+    let task = tokio::spawn(
+        async move {
         let outcome =
             run_with_renewal(config, &store, &store_key, &lease, handler(Some(key))).await;
         match outcome {
@@ -171,7 +174,9 @@ where
                 std::panic::resume_unwind(panic)
             }
         }
-    });
+        }
+        .in_current_span(),
+    );
     match task.await {
         Ok(response) => response,
         Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),

@@ -14,13 +14,23 @@ use crate::layer::StoreHandle;
 use crate::problem::{Problem, ProblemKind};
 
 /// What the runtime keeps of a request after the handler's own extractor took the body.
-#[derive(Debug)]
 pub struct RequestHead {
     pub(crate) method: Method,
     pub(crate) uri: Uri,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
     pub(crate) store: Option<StoreHandle>,
+}
+
+/// Shows the method and path only: headers carry the idempotency key and credentials, and the
+/// body may carry personal data.
+impl std::fmt::Debug for RequestHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestHead")
+            .field("method", &self.method)
+            .field("path", &self.uri.path())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RequestHead {

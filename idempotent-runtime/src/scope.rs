@@ -30,6 +30,11 @@
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot scope idempotency keys",
+    label = "this type does not implement `IdempotencyScope`",
+    note = "implement `idempotent_runtime::IdempotencyScope` for `{Self}`, returning the bytes that identify the caller, such as a user or tenant id"
+)]
 pub trait IdempotencyScope {
     /// Returns the bytes that identify the caller, such as a user or tenant id.
     fn scope(&self) -> impl AsRef<[u8]> + '_;
