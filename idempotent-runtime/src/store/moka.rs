@@ -1,4 +1,5 @@
-//! The in-process store, on a moka cache bounded by bytes.
+//! The in-process store, on moka caches: completed responses bounded by bytes, and leases of
+//! running requests kept apart so that the bound never evicts them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -6,6 +7,7 @@ use std::time::{Duration, Instant};
 use moka::Expiry;
 use moka::notification::RemovalCause;
 use moka::ops::compute::Op;
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use super::{
@@ -21,92 +23,90 @@ pub const DEFAULT_MAX_CAPACITY_BYTES: u64 = 128 * 1024 * 1024;
 /// for many small entries.
 const CACHE_OVERHEAD_BYTES: usize = 160;
 
+/// The lease of a request that is running.
 #[derive(Clone)]
-enum Entry {
-    InFlight {
-        fingerprint: Fingerprint,
-        lease: Lease,
-        expires_at: Instant,
-    },
-    Completed {
-        fingerprint: Fingerprint,
-        response: StoredResponse,
-        ttl: Duration,
-    },
+struct InFlight {
+    fingerprint: Fingerprint,
+    lease: Lease,
+    expires_at: Instant,
 }
 
-impl Entry {
-    fn fingerprint(&self) -> &Fingerprint {
-        match self {
-            Self::InFlight { fingerprint, .. } | Self::Completed { fingerprint, .. } => fingerprint,
-        }
-    }
+/// A stored response and the fingerprint of the request that produced it.
+#[derive(Clone)]
+struct Completed {
+    fingerprint: Fingerprint,
+    response: StoredResponse,
+    ttl: Duration,
+}
 
+impl Completed {
     fn weight(&self) -> u32 {
-        let response = match self {
-            Self::InFlight { .. } => 0,
-            Self::Completed { response, .. } => response.as_bytes().len(),
-        };
-        let total = size_of::<StoreKey>() + size_of::<Self>() + CACHE_OVERHEAD_BYTES + response;
+        let total = size_of::<StoreKey>()
+            + size_of::<Self>()
+            + CACHE_OVERHEAD_BYTES
+            + self.response.as_bytes().len();
         u32::try_from(total).unwrap_or(u32::MAX)
     }
-
-    /// Returns how long the entry lives from `now`: the lease for an in-flight key, the ttl for
-    /// a completed one.
-    fn time_to_live(&self, now: Instant) -> Duration {
-        match self {
-            Self::InFlight { expires_at, .. } => expires_at.saturating_duration_since(now),
-            Self::Completed { ttl, .. } => *ttl,
-        }
-    }
 }
 
+/// Expires leases at their own deadline and completed responses after their ttl.
 struct EntryExpiry;
 
-impl Expiry<StoreKey, Entry> for EntryExpiry {
+impl Expiry<StoreKey, InFlight> for EntryExpiry {
     fn expire_after_create(
         &self,
         _: &StoreKey,
-        value: &Entry,
-        created_at: Instant,
+        value: &InFlight,
+        now: Instant,
     ) -> Option<Duration> {
-        Some(value.time_to_live(created_at))
+        Some(value.expires_at.saturating_duration_since(now))
     }
 
     fn expire_after_update(
         &self,
         _: &StoreKey,
-        value: &Entry,
-        updated_at: Instant,
+        value: &InFlight,
+        now: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(value.time_to_live(updated_at))
+        Some(value.expires_at.saturating_duration_since(now))
     }
 }
 
-/// The in-process store: a moka cache whose memory is bounded by the bytes of its entries.
+impl Expiry<StoreKey, Completed> for EntryExpiry {
+    fn expire_after_create(&self, _: &StoreKey, value: &Completed, _: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// The in-process store: completed responses in a moka cache whose memory is bounded by bytes,
+/// and the leases of running requests in a second cache that the bound does not touch.
 ///
 /// # Concurrency guarantees
 ///
-/// Each call takes moka's per-key lock, so `begin` hands a key to exactly one caller among all
-/// tasks of this process. Separate processes do not share a `MokaStore`: behind a load
-/// balancer, use the Redis store.
+/// Every call takes moka's per-key lock on the lease cache, and a response moves from lease to
+/// completed under that lock, so `begin` hands a key to exactly one caller among all tasks of
+/// this process. Leases are never evicted to make room: their number is the number of requests
+/// running with a key, and each ends by completing, releasing or expiring. Separate processes
+/// do not share a `MokaStore`: behind a load balancer, use the Redis store.
 ///
 /// # Eviction
 ///
-/// When the byte bound is reached, moka evicts entries before their ttl. A retry with an evicted
-/// key runs the handler again, so each such eviction is logged as a warning; raise the bound
-/// when it happens.
+/// When the byte bound is reached, the least recently used completed responses are evicted
+/// before their ttl, so new responses are always stored. A retry with an evicted key runs the
+/// handler again, so each such eviction is logged as a warning; raise the bound when it happens.
 #[derive(Clone)]
 pub struct MokaStore {
-    cache: Cache<StoreKey, Entry>,
+    leases: Cache<StoreKey, InFlight>,
+    completed: Cache<StoreKey, Completed>,
 }
 
 impl std::fmt::Debug for MokaStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MokaStore")
-            .field("entries", &self.cache.entry_count())
-            .field("weighted_bytes", &self.cache.weighted_size())
+            .field("in_flight", &self.leases.entry_count())
+            .field("completed", &self.completed.entry_count())
+            .field("weighted_bytes", &self.completed.weighted_size())
             .finish()
     }
 }
@@ -133,17 +133,19 @@ impl MokaStore {
     /// Returns the number of keys held, in flight or completed. Moka counts lazily, so the value
     /// can lag behind recent writes.
     pub fn entry_count(&self) -> u64 {
-        self.cache.entry_count()
+        self.leases.entry_count() + self.completed.entry_count()
     }
 
-    /// Returns the bytes the entries weigh, as counted against the bound. Moka counts lazily.
+    /// Returns the bytes the completed responses weigh, as counted against the bound. Moka
+    /// counts lazily.
     pub fn weighted_bytes(&self) -> u64 {
-        self.cache.weighted_size()
+        self.completed.weighted_size()
     }
 
     /// Runs moka's pending housekeeping (expiry, eviction, counts) now.
     pub fn run_pending_tasks(&self) {
-        self.cache.run_pending_tasks();
+        self.leases.run_pending_tasks();
+        self.completed.run_pending_tasks();
     }
 
     fn begin_now(
@@ -153,29 +155,32 @@ impl MokaStore {
         lease_duration: Duration,
     ) -> Begin {
         let mut outcome = None;
-        self.cache.entry(*key).and_compute_with(|existing| {
+        self.leases.entry(*key).and_compute_with(|existing| {
             let now = Instant::now();
-            let existing = existing.map(|entry| entry.into_value());
-            let (result, op) = match existing {
-                Some(entry) if entry.fingerprint() != fingerprint && is_live(&entry, now) => {
-                    (Begin::Mismatch, Op::Nop)
-                }
-                Some(Entry::Completed { response, .. }) => (Begin::Completed(response), Op::Nop),
-                Some(Entry::InFlight { expires_at, .. }) if expires_at > now => (
+            let running = existing
+                .map(|entry| entry.into_value())
+                .filter(|running| running.expires_at > now);
+            let (result, op) = match running {
+                Some(running) if running.fingerprint != *fingerprint => (Begin::Mismatch, Op::Nop),
+                Some(running) => (
                     Begin::InFlight {
-                        retry_after: expires_at - now,
+                        retry_after: running.expires_at - now,
                     },
                     Op::Nop,
                 ),
-                _ => {
-                    let lease = Lease::new();
-                    let entry = Entry::InFlight {
-                        fingerprint: *fingerprint,
-                        lease,
-                        expires_at: now + lease_duration,
-                    };
-                    (Begin::Acquired(lease), Op::Put(entry))
-                }
+                None => match self.completed.get(key) {
+                    Some(done) if done.fingerprint != *fingerprint => (Begin::Mismatch, Op::Nop),
+                    Some(done) => (Begin::Completed(done.response), Op::Nop),
+                    None => {
+                        let lease = Lease::new();
+                        let running = InFlight {
+                            fingerprint: *fingerprint,
+                            lease,
+                            expires_at: now + lease_duration,
+                        };
+                        (Begin::Acquired(lease), Op::Put(running))
+                    }
+                },
             };
             outcome = Some(result);
             op
@@ -183,23 +188,19 @@ impl MokaStore {
         outcome.expect("moka runs the compute closure exactly once")
     }
 
-    /// Applies `change` to the in-flight entry that `lease` holds, atomically.
+    /// Applies `change` to the live lease `lease` of `key`, under the key's lock.
     fn with_lease(
         &self,
         key: &StoreKey,
         lease: &Lease,
-        change: impl FnOnce(&Fingerprint) -> Op<Entry>,
+        change: impl FnOnce(&InFlight) -> Op<InFlight>,
     ) -> Result<(), StoreErrorKind> {
         let mut held = false;
-        self.cache.entry(*key).and_compute_with(|existing| {
+        self.leases.entry(*key).and_compute_with(|existing| {
             match existing.map(|entry| entry.into_value()) {
-                Some(Entry::InFlight {
-                    fingerprint,
-                    lease: current,
-                    expires_at,
-                }) if current == *lease && expires_at > Instant::now() => {
+                Some(running) if running.lease == *lease && running.expires_at > Instant::now() => {
                     held = true;
-                    change(&fingerprint)
+                    change(&running)
                 }
                 _ => Op::Nop,
             }
@@ -209,13 +210,6 @@ impl MokaStore {
         } else {
             Err(StoreErrorKind::LeaseLost)
         }
-    }
-}
-
-fn is_live(entry: &Entry, now: Instant) -> bool {
-    match entry {
-        Entry::InFlight { expires_at, .. } => *expires_at > now,
-        Entry::Completed { .. } => true,
     }
 }
 
@@ -237,12 +231,16 @@ impl IdempotencyStore for MokaStore {
         response: &'a StoredResponse,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self.with_lease(key, lease, |fingerprint| {
-            Op::Put(Entry::Completed {
-                fingerprint: *fingerprint,
+        let result = self.with_lease(key, lease, |running| {
+            // Inserted under the lease's lock, so a concurrent `begin` sees either the lease or
+            // the response.
+            let done = Completed {
+                fingerprint: running.fingerprint,
                 response: response.clone(),
                 ttl,
-            })
+            };
+            self.completed.insert(*key, done);
+            Op::Remove
         });
         Box::pin(std::future::ready(result.map_err(StoreError::new)))
     }
@@ -263,11 +261,10 @@ impl IdempotencyStore for MokaStore {
         lease: &'a Lease,
         lease_duration: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self.with_lease(key, lease, |fingerprint| {
-            Op::Put(Entry::InFlight {
-                fingerprint: *fingerprint,
-                lease: *lease,
+        let result = self.with_lease(key, lease, |running| {
+            Op::Put(InFlight {
                 expires_at: Instant::now() + lease_duration,
+                ..running.clone()
             })
         });
         Box::pin(std::future::ready(result.map_err(StoreError::new)))
@@ -281,7 +278,7 @@ pub struct MokaStoreBuilder {
 }
 
 impl MokaStoreBuilder {
-    /// Sets the memory bound: the most bytes of keys, stored responses and bookkeeping kept.
+    /// Sets the memory bound of completed responses, in bytes, including keys and bookkeeping.
     pub fn max_capacity_bytes(mut self, bytes: u64) -> Self {
         self.max_capacity_bytes = bytes;
         self
@@ -289,29 +286,128 @@ impl MokaStoreBuilder {
 
     /// Builds the store.
     pub fn build(self) -> MokaStore {
-        let cache = Cache::builder()
+        let leases = Cache::builder().expire_after(EntryExpiry).build();
+        // Least recently used eviction admits every new response. Moka's default, TinyLFU,
+        // rejects new entries that are less popular than the ones held once the cache is full,
+        // which would stop storing responses under a flood of unique keys.
+        let completed = Cache::builder()
             .max_capacity(self.max_capacity_bytes)
-            .weigher(|_key: &StoreKey, entry: &Entry| entry.weight())
+            .eviction_policy(EvictionPolicy::lru())
+            .weigher(|_key: &StoreKey, done: &Completed| done.weight())
             .expire_after(EntryExpiry)
             .eviction_listener(log_early_eviction)
             .build();
-        MokaStore { cache }
+        MokaStore { leases, completed }
     }
 }
 
-fn log_early_eviction(key: Arc<StoreKey>, entry: Entry, cause: RemovalCause) {
+fn log_early_eviction(key: Arc<StoreKey>, _: Completed, cause: RemovalCause) {
     if cause != RemovalCause::Size {
         return;
     }
-    let state = match entry {
-        Entry::InFlight { .. } => "in flight",
-        Entry::Completed { .. } => "completed",
-    };
     tracing::warn!(
         target: "idempotent",
         key = %key.short(),
-        state,
-        "idempotency key evicted before its ttl because the store reached its memory bound; \
+        "stored response evicted before its ttl because the store reached its memory bound; \
          a retry with this key will run the handler again, so raise max_capacity_bytes"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(body_len: usize) -> StoredResponse {
+        StoredResponse::encode(
+            http::StatusCode::OK,
+            &http::HeaderMap::new(),
+            &vec![7; body_len],
+        )
+    }
+
+    fn acquire(store: &MokaStore, key: &StoreKey) -> Lease {
+        match store.begin_now(key, &Fingerprint([1; 32]), Duration::from_secs(30)) {
+            Begin::Acquired(lease) => lease,
+            other => panic!("expected a new key, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn full_store_keeps_storing_new_responses() {
+        let store = MokaStore::builder().max_capacity_bytes(64 * 1024).build();
+        let keys: Vec<StoreKey> = (0..200u8).map(|index| StoreKey([index; 32])).collect();
+
+        for key in &keys {
+            let lease = acquire(&store, key);
+            let body = response(1024);
+            let ttl = Duration::from_secs(60);
+            store.complete(key, &lease, &body, ttl).await.unwrap();
+            store.run_pending_tasks();
+        }
+
+        let newest = store.begin_now(
+            keys.last().unwrap(),
+            &Fingerprint([1; 32]),
+            Duration::from_secs(30),
+        );
+        assert!(matches!(newest, Begin::Completed(_)), "{newest:?}");
+        let oldest = store.begin_now(&keys[0], &Fingerprint([1; 32]), Duration::from_secs(30));
+        assert!(matches!(oldest, Begin::Acquired(_)), "{oldest:?}");
+        assert!(
+            store.weighted_bytes() <= 64 * 1024,
+            "{}",
+            store.weighted_bytes()
+        );
+    }
+
+    #[tokio::test]
+    async fn full_store_never_evicts_leases() {
+        let store = MokaStore::builder().max_capacity_bytes(16 * 1024).build();
+        let running = StoreKey([255; 32]);
+        let lease = acquire(&store, &running);
+
+        for index in 0..100u8 {
+            let key = StoreKey([index; 32]);
+            let other = acquire(&store, &key);
+            let body = response(1024);
+            let ttl = Duration::from_secs(60);
+            store.complete(&key, &other, &body, ttl).await.unwrap();
+            store.run_pending_tasks();
+        }
+
+        let retry = store.begin_now(&running, &Fingerprint([1; 32]), Duration::from_secs(30));
+        assert!(matches!(retry, Begin::InFlight { .. }), "{retry:?}");
+        store
+            .complete(&running, &lease, &response(8), Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn stale_lease_cannot_complete() {
+        let store = MokaStore::new();
+        let key = StoreKey([3; 32]);
+        let fingerprint = Fingerprint([1; 32]);
+        let stale = match store.begin_now(&key, &fingerprint, Duration::from_millis(1)) {
+            Begin::Acquired(lease) => lease,
+            other => panic!("expected a new key, got {other:?}"),
+        };
+        std::thread::sleep(Duration::from_millis(5));
+        let current = acquire(&store, &key);
+
+        let late = store
+            .complete(&key, &stale, &response(1), Duration::from_secs(60))
+            .await;
+
+        assert_eq!(late.unwrap_err().kind(), StoreErrorKind::LeaseLost);
+        store
+            .complete(&key, &current, &response(2), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let replay = store.begin_now(&key, &fingerprint, Duration::from_secs(30));
+        match replay {
+            Begin::Completed(stored) => assert_eq!(stored.body().len(), 2),
+            other => panic!("expected the current holder's response, got {other:?}"),
+        }
+    }
 }
