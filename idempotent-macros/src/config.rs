@@ -169,8 +169,10 @@ fn parse_duration(
         );
         syn::Error::new(text.span(), message)
     })?;
-    if duration.is_zero() {
-        let message = format!("`{name}` must be longer than zero, such as \"{example}\"");
+    // Below a second, timer resolution and store round trips let a lock lapse while its
+    // request still runs, and a ttl ends before most retries arrive.
+    if duration < Duration::from_secs(1) {
+        let message = format!("`{name}` must be at least 1 second, such as \"{example}\"");
         return Err(syn::Error::new(text.span(), message));
     }
     if duration > max {
@@ -396,7 +398,8 @@ mod tests {
                 "",
                 "invalid duration \"\" (the string is empty), expected a duration such as \"24h\"",
             ),
-            ("0s", "`ttl` must be longer than zero, such as \"24h\""),
+            ("0s", "`ttl` must be at least 1 second, such as \"24h\""),
+            ("999ms", "`ttl` must be at least 1 second, such as \"24h\""),
             (
                 "366d",
                 "`ttl` of \"366d\" is longer than the maximum of 365 days",
@@ -560,7 +563,7 @@ mod tests {
 
         assert_eq!(errors.len(), 3, "{errors:#?}");
         assert!(errors[0].starts_with("unknown argument `bogus`"));
-        assert!(errors[1].starts_with("`ttl` must be longer than zero"));
+        assert!(errors[1].starts_with("`ttl` must be at least 1 second"));
         assert!(errors[2].starts_with("invalid header name \"a b\""));
     }
 }

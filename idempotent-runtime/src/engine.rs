@@ -20,12 +20,15 @@ use crate::key::IdempotencyKey;
 use crate::layer::StoreHandle;
 use crate::problem::Problem;
 use crate::response::StoredResponse;
-use crate::store::{Begin, Lease, StoreError, StoreKey};
+use crate::store::{Begin, Lease, StoreError, StoreErrorKind, StoreKey};
 
 /// The header sent with a response that was not stored, so a retry with its key would run the
 /// handler again: a streaming body, or one larger than `max_body`.
 pub const REPLAYABLE_HEADER: http::HeaderName =
     http::HeaderName::from_static("idempotent-replayable");
+
+/// The shortest interval between two renewals of a running handler's lease.
+const MIN_RENEWAL_PERIOD: Duration = Duration::from_millis(100);
 
 /// The longest a lease is renewed while its handler runs; past it the lease may expire.
 pub const MAX_LEASE_RENEWAL: Duration = Duration::from_secs(60 * 60);
@@ -65,6 +68,7 @@ where
     let store_key = store_key(scope.as_deref(), key.as_str());
     let fingerprint = fingerprint(
         &config.fingerprint,
+        config.endpoint,
         &head.method,
         &head.uri,
         &head.headers,
@@ -184,8 +188,9 @@ where
     }
 }
 
-/// Polls the handler and renews its lease every third of `lock_timeout`, for at most
-/// [`MAX_LEASE_RENEWAL`].
+/// Polls the handler and renews its lease every third of `lock_timeout` (at least every
+/// [`MIN_RENEWAL_PERIOD`]), for at most [`MAX_LEASE_RENEWAL`]. Renewal stops once the store
+/// reports the lease lost, because another request holds the key then.
 async fn run_with_renewal(
     config: &'static Config,
     store: &StoreHandle,
@@ -195,7 +200,7 @@ async fn run_with_renewal(
 ) -> std::thread::Result<Response> {
     let handler = AssertUnwindSafe(handler).catch_unwind();
     tokio::pin!(handler);
-    let period = config.lock_timeout / 3;
+    let period = (config.lock_timeout / 3).max(MIN_RENEWAL_PERIOD);
     let renew_until = tokio::time::Instant::now() + MAX_LEASE_RENEWAL.max(config.lock_timeout);
     let mut next_renewal = tokio::time::Instant::now() + period;
     loop {
@@ -204,8 +209,12 @@ async fn run_with_renewal(
             outcome = &mut handler => return outcome,
             () = tokio::time::sleep_until(next_renewal), if next_renewal < renew_until => {
                 next_renewal += period;
-                if let Err(error) = store.store().renew(store_key, lease, config.lock_timeout).await {
-                    tracing::warn!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), %error, "could not renew the lease of a running handler");
+                let Err(error) = store.store().renew(store_key, lease, config.lock_timeout).await else {
+                    continue;
+                };
+                tracing::warn!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), %error, "could not renew the lease of a running handler");
+                if error.kind() == StoreErrorKind::LeaseLost {
+                    next_renewal = renew_until;
                 }
             }
         }
