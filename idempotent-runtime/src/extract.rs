@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 
 use axum::RequestExt;
 use axum::body::Body;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, OriginalUri, Request};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Uri};
@@ -87,7 +87,11 @@ where
         let body = read_body(body).await?;
         let head = RequestHead {
             method: parts.method.clone(),
-            uri: parts.uri.clone(),
+            // Inside a nested router, `parts.uri` lacks the prefix, which can hold an id.
+            uri: parts
+                .extensions
+                .get::<OriginalUri>()
+                .map_or_else(|| parts.uri.clone(), |original| original.0.clone()),
             headers: parts.headers.clone(),
             body: body.clone(),
             store: parts.extensions.get::<StoreHandle>().cloned(),

@@ -1,16 +1,22 @@
 //! The request fingerprint and the hashed store key.
 
+use std::collections::BTreeMap;
+
 use http::{HeaderMap, Method, Uri};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::config::{BodyFingerprint, FingerprintConfig};
 use crate::store::{Fingerprint, StoreKey};
 
-/// Hashes the parts of a request that `config` names.
+/// Hashes the handler's `endpoint` name and the parts of a request that `config` names.
 ///
-/// Every part is length-prefixed, so moving bytes from one part to the next changes the hash.
+/// The endpoint is always included, so one key sent to two handlers is a mismatch even when the
+/// fingerprint leaves the path out. Every part is length-prefixed, so moving bytes from one
+/// part to the next changes the hash.
 pub fn fingerprint(
     config: &FingerprintConfig,
+    endpoint: &str,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -18,6 +24,7 @@ pub fn fingerprint(
 ) -> Fingerprint {
     let mut hasher = Sha256::new();
     hasher.update(b"idempotent fingerprint v1");
+    update_part(&mut hasher, b'e', endpoint.as_bytes());
     if config.method {
         update_part(&mut hasher, b'm', method.as_str().as_bytes());
     }
@@ -63,52 +70,55 @@ fn update_part(hasher: &mut Sha256, tag: u8, bytes: &[u8]) {
 }
 
 /// Returns `body` as canonical JSON: object keys sorted by their UTF-8 bytes, no white space,
-/// strings and numbers as `serde_json` prints them. Returns `None` when `body` is not JSON.
+/// strings re-escaped the way `serde_json` writes them, and numbers, `true`, `false` and `null`
+/// exactly as sent. Returns `None` when `body` is not JSON.
 ///
 /// Keys are sorted here rather than by `serde_json::Map`, whose order depends on whether any
-/// crate in the build enables serde_json's `preserve_order` feature.
+/// crate in the build enables serde_json's `preserve_order` feature. Numbers keep their text
+/// because parsing them into `f64` would make distinct large or precise numbers equal, so
+/// `1.0` and `1` count as different requests.
 pub fn canonical_json(body: &[u8]) -> Option<Vec<u8>> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let text = std::str::from_utf8(body).ok()?;
+    let value: &RawValue = serde_json::from_str(text).ok()?;
     let mut out = Vec::with_capacity(body.len());
-    write_canonical(&value, &mut out);
+    write_canonical(value.get(), &mut out)?;
     Some(out)
 }
 
-fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
-    use serde_json::Value;
-
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+/// Writes one JSON value, which `serde_json` has already checked, in canonical form.
+fn write_canonical(value: &str, out: &mut Vec<u8>) -> Option<()> {
+    match value.as_bytes().first()? {
+        b'{' => {
+            let members: BTreeMap<String, &RawValue> = serde_json::from_str(value).ok()?;
             out.push(b'{');
-            for (index, (key, item)) in entries.into_iter().enumerate() {
+            for (index, (name, member)) in members.into_iter().enumerate() {
                 if index > 0 {
                     out.push(b',');
                 }
-                write_scalar(&Value::String(key.clone()), out);
+                serde_json::to_writer(&mut *out, &name).ok()?;
                 out.push(b':');
-                write_canonical(item, out);
+                write_canonical(member.get(), out)?;
             }
             out.push(b'}');
         }
-        Value::Array(items) => {
+        b'[' => {
+            let items: Vec<&RawValue> = serde_json::from_str(value).ok()?;
             out.push(b'[');
-            for (index, item) in items.iter().enumerate() {
+            for (index, item) in items.into_iter().enumerate() {
                 if index > 0 {
                     out.push(b',');
                 }
-                write_canonical(item, out);
+                write_canonical(item.get(), out)?;
             }
             out.push(b']');
         }
-        scalar => write_scalar(scalar, out),
+        b'"' => {
+            let string: String = serde_json::from_str(value).ok()?;
+            serde_json::to_writer(&mut *out, &string).ok()?;
+        }
+        _ => out.extend_from_slice(value.as_bytes()),
     }
-}
-
-fn write_scalar(value: &serde_json::Value, out: &mut Vec<u8>) {
-    // Writing a scalar `Value` to a `Vec` cannot fail.
-    serde_json::to_writer(out, value).expect("JSON scalar serialises");
+    Some(())
 }
 
 /// Formats bytes as lowercase hex.
@@ -128,7 +138,14 @@ mod tests {
 
     fn hash(config: &FingerprintConfig, uri: &str, body: &[u8]) -> Fingerprint {
         let uri: Uri = uri.parse().unwrap();
-        fingerprint(config, &Method::POST, &uri, &HeaderMap::new(), body)
+        fingerprint(
+            config,
+            "create",
+            &Method::POST,
+            &uri,
+            &HeaderMap::new(),
+            body,
+        )
     }
 
     #[test]
@@ -140,8 +157,30 @@ mod tests {
         assert_ne!(base, hash(&config, "/a?x=2", b"{}"));
         assert_ne!(base, hash(&config, "/a?x=1", b"{ }"));
         let uri: Uri = "/a?x=1".parse().unwrap();
-        let put = fingerprint(&config, &Method::PUT, &uri, &HeaderMap::new(), b"{}");
+        let put = fingerprint(
+            &config,
+            "create",
+            &Method::PUT,
+            &uri,
+            &HeaderMap::new(),
+            b"{}",
+        );
         assert_ne!(base, put);
+    }
+
+    #[test]
+    fn endpoint_changes_the_hash() {
+        let config = FingerprintConfig {
+            path: false,
+            ..FingerprintConfig::DEFAULT
+        };
+        let uri: Uri = "/a".parse().unwrap();
+        let headers = HeaderMap::new();
+
+        let payments = fingerprint(&config, "api::pay", &Method::POST, &uri, &headers, b"1");
+        let refunds = fingerprint(&config, "api::refund", &Method::POST, &uri, &headers, b"1");
+
+        assert_ne!(payments, refunds);
     }
 
     #[test]
@@ -176,6 +215,31 @@ mod tests {
         let canonical = canonical_json(br#"{"z":null,"a":{"c":true,"b":1.5}}"#).unwrap();
 
         assert_eq!(canonical, br#"{"a":{"b":1.5,"c":true},"z":null}"#);
+    }
+
+    #[test]
+    fn canonical_json_keeps_number_text() {
+        let first = canonical_json(br#"{"amount": 18446744073709551616}"#).unwrap();
+        let second = canonical_json(br#"{"amount": 18446744073709551617}"#).unwrap();
+        let precise = canonical_json(br#"[0.1000000000000000000001, 1.0, 1]"#).unwrap();
+
+        assert_eq!(first, br#"{"amount":18446744073709551616}"#);
+        assert_ne!(first, second);
+        assert_eq!(precise, br#"[0.1000000000000000000001,1.0,1]"#);
+    }
+
+    #[test]
+    fn canonical_json_normalises_strings() {
+        let escaped = canonical_json(br#"{"\u0061": "caf\u00e9 \/"}"#).unwrap();
+
+        assert_eq!(escaped, "{\"a\":\"caf\u{e9} /\"}".as_bytes());
+    }
+
+    #[test]
+    fn canonical_json_rejects_invalid_json() {
+        assert_eq!(canonical_json(b"{\"a\":"), None);
+        assert_eq!(canonical_json(b"{} {}"), None);
+        assert_eq!(canonical_json(&[0xff]), None);
     }
 
     #[test]

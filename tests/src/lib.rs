@@ -59,6 +59,8 @@ macro_rules! store_suite {
             set_cookie_is_not_replayed,
             fingerprint_without_body_ignores_body,
             json_fingerprint_ignores_key_order,
+            nested_router_prefix_is_fingerprinted,
+            same_key_on_two_endpoints_is_rejected,
         );
     };
     ($kind:expr; $($test:ident),+ $(,)?) => {
@@ -274,6 +276,12 @@ pub mod app {
         pub method_path: Counter,
         /// `POST /canonical-json`.
         pub canonical_json: Counter,
+        /// `POST /accounts/{account}/charge`, in a nested router.
+        pub account_charge: Counter,
+        /// `POST /pay-any`.
+        pub pay_any: Counter,
+        /// `POST /refund-any`.
+        pub refund_any: Counter,
     }
 
     /// A point where a handler stops until the test opens it, so that the test can send
@@ -587,6 +595,24 @@ pub mod app {
         format!("run {run} received {value}")
     }
 
+    #[idempotent]
+    async fn account_charge(State(state): SharedState, Path(account): Path<String>) -> String {
+        let run = state.runs.account_charge.increment();
+        format!("charged {account} run {run}")
+    }
+
+    #[idempotent(fingerprint = "method")]
+    async fn pay_any(State(state): SharedState) -> String {
+        let run = state.runs.pay_any.increment();
+        format!("payment run {run}")
+    }
+
+    #[idempotent(fingerprint = "method")]
+    async fn refund_any(State(state): SharedState) -> String {
+        let run = state.runs.refund_any.increment();
+        format!("refund run {run}")
+    }
+
     /// Builds the test application's router on `store`.
     pub fn router(
         state: Arc<AppState>,
@@ -620,6 +646,12 @@ pub mod app {
             .route("/cookie", post(cookie))
             .route("/method-path", post(method_path))
             .route("/canonical-json", post(canonical_json))
+            .nest(
+                "/accounts/{account}",
+                Router::new().route("/charge", post(account_charge)),
+            )
+            .route("/pay-any", post(pay_any))
+            .route("/refund-any", post(refund_any))
             .with_state(state)
             .layer(IdempotencyLayer::from_shared(store))
     }
@@ -2091,5 +2123,30 @@ pub mod suite {
         assert_eq!(reordered.body, first.body);
         assert_problem(&changed, 422, KEY_REUSED);
         assert_eq!(app.runs().canonical_json.get(), 1);
+    }
+
+    /// Checks that inside a nested router the prefix, which here holds the account, stays in
+    /// the fingerprint, so one account never gets another account's replay.
+    pub async fn nested_router_prefix_is_fingerprinted(app: &TestApp) {
+        let alice = post_with_key(app, "/accounts/alice/charge", "nested").await;
+        let bob = post_with_key(app, "/accounts/bob/charge", "nested").await;
+
+        assert_eq!(alice.status, 200);
+        assert_eq!(alice.text(), "charged alice run 1");
+        assert_problem(&bob, 422, KEY_REUSED);
+        assert_eq!(app.runs().account_charge.get(), 1);
+    }
+
+    /// Checks that one key sent to two handlers whose fingerprints leave the path out is a
+    /// reused key, not a replay of the other handler's response.
+    pub async fn same_key_on_two_endpoints_is_rejected(app: &TestApp) {
+        let payment = post_with_key(app, "/pay-any", "two-endpoints").await;
+        let refund = post_with_key(app, "/refund-any", "two-endpoints").await;
+
+        assert_eq!(payment.status, 200);
+        assert_eq!(payment.text(), "payment run 1");
+        assert_problem(&refund, 422, KEY_REUSED);
+        assert_eq!(app.runs().pay_any.get(), 1);
+        assert_eq!(app.runs().refund_any.get(), 0);
     }
 }
