@@ -1,15 +1,15 @@
 //! Compile-time tests of `#[idempotent]`, run with trybuild.
 //!
-//! Every file under `ui/pass/` must compile, and every file under `ui/fail/<category>/` must
+//! Every file under `pass/` must compile, and every file under `fail/<category>/` must
 //! fail with exactly the errors in the `.stderr` file beside it. The snapshots are pinned to
 //! rustc 1.95 because rustc rewords its diagnostics between releases, so the failure cases run
 //! only on that version. After a deliberate change, regenerate the snapshots with
-//! `TRYBUILD=overwrite cargo test -p idempotent-tests --test ui` and review the diff like code.
+//! `TRYBUILD=overwrite cargo test -p idempotent-ui-tests` and review the diff like code.
 
 #[test]
 fn ui_pass() {
     let cases = trybuild::TestCases::new();
-    cases.pass("ui/pass/*.rs");
+    cases.pass("pass/*.rs");
 }
 
 #[rustversion::attr(
@@ -19,5 +19,5 @@ fn ui_pass() {
 #[test]
 fn ui_fail() {
     let cases = trybuild::TestCases::new();
-    cases.compile_fail("ui/fail/*/*.rs");
+    cases.compile_fail("fail/*/*.rs");
 }
