@@ -284,6 +284,7 @@ async fn vanished_holder_loses_key_at_lease_expiry() {
     let record_key = store_key(None, &key);
     let request_fingerprint = fingerprint(
         &FingerprintConfig::DEFAULT,
+        "redis_instances::app::gated_short_lock",
         &Method::POST,
         &Uri::from_static("/gated-short-lock"),
         &HeaderMap::new(),
