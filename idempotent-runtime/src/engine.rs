@@ -74,7 +74,10 @@ where
         &head.headers,
         &head.body,
     );
-    let store = head.store.unwrap_or_else(StoreHandle::process_default);
+    let store = match head.store {
+        Some(store) => store,
+        None => default_store(config),
+    };
     let wait_until = Instant::now() + config.lock_timeout;
     let mut backoff = Duration::from_millis(5);
 
@@ -94,7 +97,7 @@ where
             }
             Ok(Begin::Mismatch) => {
                 tracing::info!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), "key reused with a different request");
-                return Problem::key_reused().into_response();
+                return Problem::key_reused(&config.fingerprint).into_response();
             }
             Ok(Begin::InFlight { retry_after }) => {
                 let now = Instant::now();
@@ -109,6 +112,16 @@ where
             Err(error) => return store_failed(config, &store, &error, key, handler).await,
         }
     }
+}
+
+/// Returns the process-wide store, and logs once per process that a handler uses it, because a
+/// route added after `.layer(IdempotencyLayer::new(..))` silently falls back to it.
+fn default_store(config: &Config) -> StoreHandle {
+    static ANNOUNCED: std::sync::Once = std::sync::Once::new();
+    ANNOUNCED.call_once(|| {
+        tracing::info!(target: TARGET, endpoint = config.endpoint, "using the process-wide in-memory store, because no IdempotencyLayer wraps this route");
+    });
+    StoreHandle::process_default()
 }
 
 async fn store_failed<F, Fut>(

@@ -117,7 +117,8 @@ async fn read_body(body: Body) -> Result<Bytes, Response> {
             let problem = if too_large {
                 Problem::new(
                     ProblemKind::BodyTooLarge,
-                    "The request body is larger than this server accepts. Send a smaller body.",
+                    "The request body is larger than this server's body limit (axum's \
+                     DefaultBodyLimit, 2 MB unless the server sets another). Send a smaller body.",
                 )
             } else {
                 Problem::new(

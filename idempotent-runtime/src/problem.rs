@@ -5,6 +5,7 @@ use std::time::Duration;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
+use crate::config::{BodyFingerprint, FingerprintConfig};
 use crate::key::KeyError;
 
 /// The media type of every error response.
@@ -145,12 +146,14 @@ impl Problem {
         .with_retry_after(retry_after)
     }
 
-    pub(crate) fn key_reused() -> Self {
+    pub(crate) fn key_reused(fingerprint: &FingerprintConfig) -> Self {
         Self::new(
             ProblemKind::KeyReused,
-            "This idempotency key was already used with a different request (method, path, \
-             query or body). Send the original request to get its response, or use a new key \
-             for a new request.",
+            format!(
+                "This idempotency key was already used with a different request ({}). Send the \
+                 original request to get its response, or use a new key for a new request.",
+                compared_parts(fingerprint)
+            ),
         )
     }
 
@@ -161,6 +164,36 @@ impl Problem {
              nothing was changed. Retry the same request with the same key later.",
         )
         .with_retry_after(Duration::from_secs(1))
+    }
+}
+
+/// Lists what a retry must repeat, for the key-reused detail: "endpoint, method, path, query or
+/// body", for example.
+fn compared_parts(fingerprint: &FingerprintConfig) -> String {
+    let FingerprintConfig {
+        method,
+        path,
+        query,
+        body,
+        headers,
+    } = fingerprint;
+    let mut parts = vec!["endpoint".to_owned()];
+    for (included, name) in [(*method, "method"), (*path, "path"), (*query, "query")] {
+        if included {
+            parts.push(name.to_owned());
+        }
+    }
+    for header in *headers {
+        parts.push(format!("`{}` header", display_name(header)));
+    }
+    match body {
+        BodyFingerprint::Ignore => {}
+        BodyFingerprint::Bytes => parts.push("body".to_owned()),
+        BodyFingerprint::Json => parts.push("JSON body".to_owned()),
+    }
+    match parts.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => parts.concat(),
     }
 }
 
@@ -211,6 +244,33 @@ mod tests {
     fn header_names_are_capitalised_per_word() {
         assert_eq!(display_name("idempotency-key"), "Idempotency-Key");
         assert_eq!(display_name("x-request-id"), "X-Request-Id");
+    }
+
+    #[test]
+    fn key_reused_detail_names_fingerprint_parts() {
+        let default = Problem::key_reused(&FingerprintConfig::DEFAULT);
+        let custom = Problem::key_reused(&FingerprintConfig {
+            method: true,
+            path: true,
+            query: false,
+            body: BodyFingerprint::Json,
+            headers: &["x-currency"],
+        });
+
+        assert!(
+            default
+                .detail()
+                .contains("(endpoint, method, path, query or body)"),
+            "{}",
+            default.detail()
+        );
+        assert!(
+            custom
+                .detail()
+                .contains("(endpoint, method, path, `X-Currency` header or JSON body)"),
+            "{}",
+            custom.detail()
+        );
     }
 
     #[tokio::test]
