@@ -49,8 +49,8 @@ use crate::handler::{Handler, parse_function};
 ///
 /// | argument | value | default |
 /// | --- | --- | --- |
-/// | `ttl` | how long a response is kept, such as `"90s"`, `"15m"`, `"24h"` or `"7d"`, at most 365 days | `"24h"` |
-/// | `lock_timeout` | how long a key stays locked while its request runs, if the server running it stops, at most 24 hours | `"30s"` |
+/// | `ttl` | how long a response is kept, such as `"90s"`, `"15m"`, `"24h"` or `"7d"`, from 1 second to 365 days | `"24h"` |
+/// | `lock_timeout` | how long a key stays locked while its request runs, if the server running it stops, from 1 second to 24 hours | `"30s"` |
 /// | `required` | `true` to reject requests without a key with `400` | `false` |
 /// | `header` | the key header's name, any valid HTTP header name | `"Idempotency-Key"` |
 /// | `max_body` | the largest response body stored, as a size such as `"64KiB"` (units `B`, `KB`, `KiB`, `MB`, `MiB`, `GB`, `GiB`) or a number of bytes, at most 1 GiB | `"1MiB"` |
@@ -82,7 +82,7 @@ use crate::handler::{Handler, parse_function};
 ///     __idempotent_request: IdempotentRequest<Json<NewPayment>>,
 /// ) -> Response {
 ///     static __IDEMPOTENT_CONFIG: Config = Config {
-///         endpoint: "create_payment",
+///         endpoint: concat!(module_path!(), "::", "create_payment"),
 ///         ttl: Duration::from_secs(86400),
 ///         // ... every other argument, with its default filled in
 ///     };
