@@ -2,16 +2,16 @@
 
 use std::time::Duration;
 
-/// What a retry gets while the first request with its key is still running.
+/// The response to a retry while the first request with its key is still running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnConflict {
-    /// Answer `409 Conflict` with a `Retry-After` header at once.
+    /// Respond `409 Conflict` with a `Retry-After` header at once.
     Reject,
     /// Wait for the first request to finish, at most `lock_timeout`, and replay its response.
     Wait,
 }
 
-/// How the request body enters the fingerprint.
+/// The way the request body enters the fingerprint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFingerprint {
     /// The body is left out.
@@ -32,7 +32,7 @@ pub struct FingerprintConfig {
     pub path: bool,
     /// Include the raw query string.
     pub query: bool,
-    /// How the body is included.
+    /// The way the body is included.
     pub body: BodyFingerprint,
     /// Request headers whose values are included, as lowercase names.
     pub headers: &'static [&'static str],
@@ -56,8 +56,8 @@ pub struct StatusSet {
 }
 
 impl StatusSet {
-    /// Every status except the 5xx range, 408 and 429: the statuses that say "try again" are not
-    /// stored, so the retry runs the handler.
+    /// Every status except the 5xx range, 408 and 429. Those statuses ask the client to try
+    /// again, so they are not stored and the retry runs the handler.
     pub const DEFAULT: Self = Self::EMPTY.with_range(100, 499).without(408).without(429);
 
     /// The empty set.

@@ -1,4 +1,4 @@
-//! What an annotated handler does with each request: check the store, run once, store, replay.
+//! The request flow of an annotated handler: check the store, run once, store, replay.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

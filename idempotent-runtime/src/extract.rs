@@ -13,7 +13,8 @@ use http_body_util::BodyExt;
 use crate::layer::StoreHandle;
 use crate::problem::{Problem, ProblemKind};
 
-/// What the runtime keeps of a request after the handler's own extractor took the body.
+/// The parts of a request that the runtime keeps after the handler's own extractor took the
+/// body.
 pub struct RequestHead {
     pub(crate) method: Method,
     pub(crate) uri: Uri,
@@ -44,7 +45,7 @@ impl RequestHead {
 
 /// The handler's last extractor `T`, run on a buffered copy of the body, plus the request head.
 ///
-/// Safe methods (GET, HEAD, OPTIONS, TRACE) are not buffered: `T` sees the request untouched.
+/// Safe methods (GET, HEAD, OPTIONS, TRACE) are not buffered: `T` gets the request untouched.
 pub struct IdempotentRequest<T> {
     inner: T,
     head: Option<RequestHead>,

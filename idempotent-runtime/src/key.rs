@@ -17,7 +17,7 @@ pub const MAX_KEY_LEN: usize = 255;
 /// A validated idempotency key, as the client sent it (without structured-field quotes).
 ///
 /// A handler annotated with `#[idempotent]` can take this as an argument, or
-/// `Option<IdempotencyKey>` when keys are optional, to pass the key on to downstream calls; the
+/// `Option<IdempotencyKey>` when keys are optional, to pass the key on to downstream calls. The
 /// attribute fills it in from the header it was configured with. In a handler without the
 /// attribute it is an ordinary extractor of the `Idempotency-Key` header, which validates the
 /// key (`400` problem when it is missing or invalid) and does nothing more.
@@ -131,7 +131,7 @@ impl AsRef<str> for IdempotencyKey {
     }
 }
 
-/// Why a key header value was rejected.
+/// The reason a key header value was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyError {

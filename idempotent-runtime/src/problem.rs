@@ -89,7 +89,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// Creates a problem with a `detail` that says what was wrong and what to do next.
+    /// Creates a problem whose `detail` states what was wrong and what the client should do next.
     pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
         Self {
             kind,

@@ -23,7 +23,7 @@
 //!   `Transfer-Encoding`, `TE`, `Trailer`, `Upgrade`) describe one connection, not the response.
 //! - `Content-Length` is recomputed from the stored body on replay, so it always matches.
 //! - `Set-Cookie` is dropped: a cookie is a per-client credential, and replaying it would hand
-//!   one client's session to whoever retries with the same key. A handler whose response sets a
+//!   one client's session to any client that retries with the same key. A handler whose response sets a
 //!   cookie still sends it on the first response; the replay has none.
 
 use axum::body::Body;
@@ -91,8 +91,8 @@ impl StoredResponse {
     ///
     /// # Panics
     ///
-    /// Panics when the body is 4 GiB or larger, or the head has more than 65,535 headers; the
-    /// caller's body limit keeps bodies far below that.
+    /// Panics when the body is 4 GiB or larger, or the head has more than 65,535 headers. The
+    /// runtime stores bodies of at most `max_body`, which the attribute limits to 1 GiB.
     pub fn encode(status: StatusCode, headers: &http::HeaderMap, body: &[u8]) -> Self {
         let connection_listed = connection_options(headers);
         let kept = || {

@@ -3,7 +3,7 @@
 /// An extractor whose value separates the key spaces of different callers.
 ///
 /// Name it in `#[idempotent(scope = AuthUser)]`: the attribute extracts it like any other
-/// argument (its rejection, a `401` say, is returned as is), and hashes
+/// argument (its rejection, such as a `401`, is returned as is), and hashes
 /// [`scope`](Self::scope) together with the client's key. Two callers who send the same key
 /// then never see each other's response.
 ///

@@ -10,7 +10,7 @@
 //! For one [`StoreKey`], `begin` returns [`Begin::Acquired`] to exactly one caller until that
 //! lease is released or expires. `complete`, `release` and `renew` act only when the lease token
 //! still matches, so a holder whose lease expired and was taken over cannot overwrite the new
-//! holder's record. Each backend documents how far this holds (one process for
+//! holder's record. Each backend documents where this applies (one process for
 //! [`MokaStore`], every client of one Redis server for the Redis store).
 
 use std::fmt;
@@ -111,7 +111,7 @@ pub enum Begin {
     /// The key was new (or its previous lease had expired): the caller now holds it and must run
     /// the handler, then complete or release the lease.
     Acquired(Lease),
-    /// Another request holds the key and is still running.
+    /// Another request has the key and is still running.
     InFlight {
         /// How long until that request's lease expires.
         retry_after: Duration,
@@ -122,13 +122,13 @@ pub enum Begin {
     Mismatch,
 }
 
-/// Why a store call failed.
+/// The kind of failure of a store call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreErrorKind {
     /// The store could not be reached or returned an error.
     Unavailable,
-    /// The store did not answer within its timeout.
+    /// The store did not reply within its timeout.
     Timeout,
     /// The lease no longer matches: it expired and another request took the key over.
     LeaseLost,

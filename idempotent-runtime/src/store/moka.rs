@@ -232,7 +232,7 @@ impl IdempotencyStore for MokaStore {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let result = self.with_lease(key, lease, |running| {
-            // Inserted under the lease's lock, so a concurrent `begin` sees either the lease or
+            // Inserted under the lease's lock, so a concurrent `begin` finds either the lease or
             // the response.
             let done = Completed {
                 fingerprint: running.fingerprint,
