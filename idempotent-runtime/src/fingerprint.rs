@@ -1,7 +1,5 @@
 //! The request fingerprint and the hashed store key.
 
-use std::collections::BTreeMap;
-
 use http::{HeaderMap, Method, Uri};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -69,27 +67,73 @@ fn update_part(hasher: &mut Sha256, tag: u8, bytes: &[u8]) {
     hasher.update(bytes);
 }
 
+/// The deepest nesting of arrays and objects that [`canonical_json`] canonicalises. Each level
+/// parses its subtree again, so the work is at most this many times the body's length.
+const MAX_JSON_DEPTH: usize = 32;
+
 /// Returns `body` as canonical JSON: object keys sorted by their UTF-8 bytes, no white space,
 /// strings re-escaped the way `serde_json` writes them, and numbers, `true`, `false` and `null`
-/// exactly as sent. Returns `None` when `body` is not JSON.
+/// exactly as sent. Returns `None` when `body` is not JSON, nests deeper than 32 levels, or
+/// repeats a key within an object; the fingerprint then hashes the raw bytes.
 ///
 /// Keys are sorted here rather than by `serde_json::Map`, whose order depends on whether any
 /// crate in the build enables serde_json's `preserve_order` feature. Numbers keep their text
 /// because parsing them into `f64` would make distinct large or precise numbers equal, so
-/// `1.0` and `1` count as different requests.
+/// `1.0` and `1` count as different requests. A repeated key is not canonicalised because
+/// parsers disagree on which of its values counts.
 pub fn canonical_json(body: &[u8]) -> Option<Vec<u8>> {
+    if nesting_depth(body) > MAX_JSON_DEPTH {
+        return None;
+    }
     let text = std::str::from_utf8(body).ok()?;
     let value: &RawValue = serde_json::from_str(text).ok()?;
     let mut out = Vec::with_capacity(body.len());
-    write_canonical(value.get(), &mut out)?;
+    write_canonical(value.get(), MAX_JSON_DEPTH, &mut out)?;
     Some(out)
 }
 
-/// Writes one JSON value, which `serde_json` has already checked, in canonical form.
-fn write_canonical(value: &str, out: &mut Vec<u8>) -> Option<()> {
-    match value.as_bytes().first()? {
+/// Returns the deepest nesting of `[` and `{` outside strings, in one pass over the bytes.
+fn nesting_depth(body: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Writes one JSON value, which `serde_json` has already checked, in canonical form, with at
+/// most `depth` levels of nesting. Recursion is bounded by `depth`, because the input comes from
+/// the client.
+fn write_canonical(value: &str, depth: usize, out: &mut Vec<u8>) -> Option<()> {
+    let first = *value.as_bytes().first()?;
+    if (first == b'{' || first == b'[') && depth == 0 {
+        return None;
+    }
+    match first {
         b'{' => {
-            let members: BTreeMap<String, &RawValue> = serde_json::from_str(value).ok()?;
+            let Members(mut members) = serde_json::from_str(value).ok()?;
+            members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            if members.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+                return None;
+            }
             out.push(b'{');
             for (index, (name, member)) in members.into_iter().enumerate() {
                 if index > 0 {
@@ -97,7 +141,7 @@ fn write_canonical(value: &str, out: &mut Vec<u8>) -> Option<()> {
                 }
                 serde_json::to_writer(&mut *out, &name).ok()?;
                 out.push(b':');
-                write_canonical(member.get(), out)?;
+                write_canonical(member.get(), depth - 1, out)?;
             }
             out.push(b'}');
         }
@@ -108,7 +152,7 @@ fn write_canonical(value: &str, out: &mut Vec<u8>) -> Option<()> {
                 if index > 0 {
                     out.push(b',');
                 }
-                write_canonical(item.get(), out)?;
+                write_canonical(item.get(), depth - 1, out)?;
             }
             out.push(b']');
         }
@@ -119,6 +163,37 @@ fn write_canonical(value: &str, out: &mut Vec<u8>) -> Option<()> {
         _ => out.extend_from_slice(value.as_bytes()),
     }
     Some(())
+}
+
+/// The members of one JSON object in the order sent, repeated names included, which a map
+/// would merge.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for MembersVisitor {
+            type Value = Members<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+
+        deserializer.deserialize_map(MembersVisitor)
+    }
 }
 
 /// Formats bytes as lowercase hex.
@@ -233,6 +308,33 @@ mod tests {
         let escaped = canonical_json(br#"{"\u0061": "caf\u00e9 \/"}"#).unwrap();
 
         assert_eq!(escaped, "{\"a\":\"caf\u{e9} /\"}".as_bytes());
+    }
+
+    #[test]
+    fn canonical_json_rejects_repeated_keys() {
+        assert_eq!(canonical_json(br#"{"amount":100000,"amount":1}"#), None);
+        assert_eq!(canonical_json(br#"{"amount":1,"\u0061mount":1}"#), None);
+        assert_eq!(
+            canonical_json(br#"[{"a":1},{"a":2}]"#).unwrap(),
+            br#"[{"a":1},{"a":2}]"#
+        );
+    }
+
+    #[test]
+    fn canonical_json_limits_nesting() {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let deepest = nested(MAX_JSON_DEPTH);
+        let too_deep = nested(1_000_000);
+        let brackets_in_string = format!("[\"{}\"]", "[".repeat(100));
+
+        assert_eq!(
+            canonical_json(deepest.as_bytes()).unwrap(),
+            deepest.as_bytes()
+        );
+        assert_eq!(canonical_json(nested(MAX_JSON_DEPTH + 1).as_bytes()), None);
+        assert_eq!(canonical_json(too_deep.as_bytes()), None);
+        assert_eq!(nesting_depth(brackets_in_string.as_bytes()), 1);
+        assert_eq!(nesting_depth(br#"["a\"[", {"b": [1]}]"#), 3);
     }
 
     #[test]
