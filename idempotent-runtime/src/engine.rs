@@ -273,11 +273,19 @@ async fn settle(
         }
     };
     let stored = StoredResponse::encode(parts.status, &parts.headers, &body);
+    let mut parts = parts;
     match store
         .store()
         .complete(store_key, lease, &stored, config.ttl)
         .await
     {
+        Err(error) if error.kind() == StoreErrorKind::TooLarge => {
+            tracing::warn!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), len = body.len(), "response larger than the store can keep, releasing key; raise the store's bound or lower max_body");
+            release(config, store, store_key, lease).await;
+            parts
+                .headers
+                .insert(REPLAYABLE_HEADER, HeaderValue::from_static("false"));
+        }
         Ok(()) => {
             tracing::debug!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), status = status.as_u16(), "response stored");
         }

@@ -134,6 +134,8 @@ pub enum StoreErrorKind {
     LeaseLost,
     /// A stored record could not be decoded.
     Corrupt,
+    /// The response is larger than the store can keep; the lease still holds the key.
+    TooLarge,
 }
 
 /// An error from an [`IdempotencyStore`].
@@ -173,6 +175,7 @@ impl fmt::Display for StoreError {
             StoreErrorKind::Timeout => "idempotency store timed out",
             StoreErrorKind::LeaseLost => "idempotency lease lost to another request",
             StoreErrorKind::Corrupt => "idempotency store returned a corrupt record",
+            StoreErrorKind::TooLarge => "response larger than the idempotency store can keep",
         };
         match &self.source {
             Some(source) => write!(f, "{text}: {source}"),
@@ -209,7 +212,8 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// [`StoreErrorKind::LeaseLost`] when the lease no longer holds the key.
+    /// [`StoreErrorKind::LeaseLost`] when the lease no longer holds the key, and
+    /// [`StoreErrorKind::TooLarge`] when the store cannot keep a response of this size.
     fn complete<'a>(
         &'a self,
         key: &'a StoreKey,

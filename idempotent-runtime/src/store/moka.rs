@@ -93,12 +93,14 @@ impl Expiry<StoreKey, Completed> for EntryExpiry {
 /// # Eviction
 ///
 /// When the byte bound is reached, the least recently used completed responses are evicted
-/// before their ttl, so new responses are always stored. A retry with an evicted key runs the
+/// before their ttl, so every new response that fits the bound is stored. A response heavier
+/// than the whole bound is rejected with [`StoreErrorKind::TooLarge`]. A retry with an evicted key runs the
 /// handler again, so each such eviction is logged as a warning; raise the bound when it happens.
 #[derive(Clone)]
 pub struct MokaStore {
     leases: Cache<StoreKey, InFlight>,
     completed: Cache<StoreKey, Completed>,
+    max_capacity_bytes: u64,
 }
 
 impl std::fmt::Debug for MokaStore {
@@ -231,6 +233,17 @@ impl IdempotencyStore for MokaStore {
         response: &'a StoredResponse,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let done = Completed {
+            fingerprint: Fingerprint([0; 32]),
+            response: response.clone(),
+            ttl,
+        };
+        if u64::from(done.weight()) > self.max_capacity_bytes {
+            // Moka would evict it at once, and a retry would run the handler again.
+            return Box::pin(std::future::ready(Err(StoreError::new(
+                StoreErrorKind::TooLarge,
+            ))));
+        }
         let result = self.with_lease(key, lease, |running| {
             // Inserted under the lease's lock, so a concurrent `begin` finds either the lease or
             // the response.
@@ -297,7 +310,11 @@ impl MokaStoreBuilder {
             .expire_after(EntryExpiry)
             .eviction_listener(log_early_eviction)
             .build();
-        MokaStore { leases, completed }
+        MokaStore {
+            leases,
+            completed,
+            max_capacity_bytes: self.max_capacity_bytes,
+        }
     }
 }
 
@@ -381,6 +398,21 @@ mod tests {
             .complete(&running, &lease, &response(8), Duration::from_secs(60))
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn response_over_the_bound_is_too_large() {
+        let store = MokaStore::builder().max_capacity_bytes(64 * 1024).build();
+        let key = StoreKey([9; 32]);
+        let lease = acquire(&store, &key);
+
+        let result = store
+            .complete(&key, &lease, &response(100 * 1024), Duration::from_secs(60))
+            .await;
+
+        assert_eq!(result.unwrap_err().kind(), StoreErrorKind::TooLarge);
+        let retry = store.begin_now(&key, &Fingerprint([1; 32]), Duration::from_secs(30));
+        assert!(matches!(retry, Begin::InFlight { .. }), "{retry:?}");
     }
 
     #[tokio::test]
