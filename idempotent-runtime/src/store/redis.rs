@@ -65,9 +65,14 @@ return {2, record}
 ";
 
 // KEYS[1]: record key. ARGV[1]: lease token, ARGV[2]: stored response, ARGV[3]: ttl in ms.
-// Returns 1 when the lease held the key and the completed record replaced it, else 0.
+// Returns 1 when the lease held the key and the completed record replaced it, else 0. A
+// completed record that already contains exactly this response also returns 1, so that a
+// complete resent after a lost reply does not report a lost lease.
 const LUA_COMPLETE: &str = r"
 local record = redis.call('GET', KEYS[1])
+if record and string.sub(record, 1, 1) == 'C' and string.sub(record, 34) == ARGV[2] then
+  return 1
+end
 if not holds(record, ARGV[1]) then
   return 0
 end
@@ -973,13 +978,29 @@ mod tests {
 
         let renew = store.renew(&key, &lease, LEASE).await.unwrap_err();
         assert_eq!(renew.kind(), StoreErrorKind::LeaseLost);
+        let other_response = StoredResponse::encode(StatusCode::ACCEPTED, &HeaderMap::new(), b"x");
         let complete = store
-            .complete(&key, &lease, &small_response(), TTL)
+            .complete(&key, &lease, &other_response, TTL)
             .await
             .unwrap_err();
         assert_eq!(complete.kind(), StoreErrorKind::LeaseLost);
         store.release(&key, &lease).await.unwrap();
         assert!(raw_record(&store, &key).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn resent_complete_of_same_response_succeeds() {
+        let store = test_store().await;
+        let key = random_key();
+        let lease = acquire(&store, &key, LEASE).await;
+        store
+            .complete(&key, &lease, &small_response(), TTL)
+            .await
+            .unwrap();
+
+        let resent = store.complete(&key, &lease, &small_response(), TTL).await;
+
+        assert!(resent.is_ok(), "{resent:?}");
     }
 
     #[tokio::test]
