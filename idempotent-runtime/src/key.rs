@@ -2,14 +2,7 @@
 
 use std::fmt;
 
-use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::HeaderMap;
-use http::request::Parts;
-
-use crate::problem::Problem;
-
-/// The header that [`IdempotencyKey`] reads when it is used as an extractor on its own.
-const DEFAULT_HEADER: &str = "idempotency-key";
 
 /// The largest key accepted, in bytes, after quotes are removed.
 pub const MAX_KEY_LEN: usize = 255;
@@ -18,9 +11,9 @@ pub const MAX_KEY_LEN: usize = 255;
 ///
 /// A handler annotated with `#[idempotent]` can take this as an argument, or
 /// `Option<IdempotencyKey>` when keys are optional, to pass the key on to downstream calls. The
-/// attribute fills it in from the header it was configured with. In a handler without the
-/// attribute it is an ordinary extractor of the `Idempotency-Key` header, which validates the
-/// key (`400` problem when it is missing or invalid) and does nothing more.
+/// attribute fills it in from the header it was configured with. It is deliberately not an
+/// extractor: the attribute recognises the argument by its type name, so a renamed import or
+/// an alias fails to compile instead of reading a header the attribute does not use.
 /// `Debug` hides the key, so that logging a handler's arguments does not reveal it.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(String);
@@ -73,27 +66,6 @@ impl IdempotencyKey {
             return Err(KeyError::Repeated);
         }
         Self::parse(first.as_bytes()).map(Some)
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        match Self::from_headers(&parts.headers, DEFAULT_HEADER) {
-            Ok(Some(key)) => Ok(key),
-            Ok(None) => Err(Problem::missing_key(DEFAULT_HEADER)),
-            Err(error) => Err(Problem::invalid_key(DEFAULT_HEADER, &error)),
-        }
-    }
-}
-
-impl<S: Send + Sync> OptionalFromRequestParts<S> for IdempotencyKey {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
-        Self::from_headers(&parts.headers, DEFAULT_HEADER)
-            .map_err(|error| Problem::invalid_key(DEFAULT_HEADER, &error))
     }
 }
 
@@ -239,50 +211,6 @@ mod tests {
         let result = IdempotencyKey::from_headers(&headers, "idempotency-key");
 
         assert_eq!(result, Err(KeyError::Repeated));
-    }
-
-    #[tokio::test]
-    async fn extractor_reads_default_header() {
-        let request = http::Request::builder()
-            .header("Idempotency-Key", "\"abc\"")
-            .body(())
-            .unwrap();
-        let (mut parts, ()) = request.into_parts();
-
-        let key = <IdempotencyKey as FromRequestParts<()>>::from_request_parts(&mut parts, &())
-            .await
-            .unwrap();
-
-        assert_eq!(key.as_str(), "abc");
-    }
-
-    #[tokio::test]
-    async fn extractor_rejects_missing_and_invalid_keys() {
-        let (mut missing, ()) = http::Request::builder().body(()).unwrap().into_parts();
-        let (mut invalid, ()) = http::Request::builder()
-            .header("Idempotency-Key", "a b")
-            .body(())
-            .unwrap()
-            .into_parts();
-
-        let missing_required =
-            <IdempotencyKey as FromRequestParts<()>>::from_request_parts(&mut missing, &()).await;
-        let missing_optional =
-            <IdempotencyKey as OptionalFromRequestParts<()>>::from_request_parts(&mut missing, &())
-                .await;
-        let invalid_optional =
-            <IdempotencyKey as OptionalFromRequestParts<()>>::from_request_parts(&mut invalid, &())
-                .await;
-
-        assert_eq!(
-            missing_required.unwrap_err().kind(),
-            crate::ProblemKind::MissingKey
-        );
-        assert_eq!(missing_optional.unwrap(), None);
-        assert_eq!(
-            invalid_optional.unwrap_err().kind(),
-            crate::ProblemKind::InvalidKey
-        );
     }
 
     #[test]
