@@ -1,12 +1,12 @@
-//! The in-process store, on moka caches: completed responses bounded by bytes, and leases of
-//! running requests kept apart so that the bound never evicts them.
+//! The in-process store: completed responses in a moka cache bounded by bytes, and leases of
+//! running requests in locked maps kept apart, so that the bound never evicts them.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
 use moka::notification::RemovalCause;
-use moka::ops::compute::Op;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
@@ -22,6 +22,15 @@ pub const DEFAULT_MAX_CAPACITY_BYTES: u64 = 128 * 1024 * 1024;
 /// and the access-order and write-order list links. Counting it keeps the byte bound honest
 /// for many small entries.
 const CACHE_OVERHEAD_BYTES: usize = 160;
+
+/// The number of lease maps, each behind its own lock. Store keys are SHA-256 hashes, so their
+/// last byte spreads them evenly.
+const LEASE_SHARDS: usize = 64;
+
+/// The hasher of store keys. Keys are SHA-256 digests of what clients send, so a fast hash
+/// with a per-process random seed spreads them as well as the standard library's SipHash, at
+/// a fraction of the cost that SipHash adds to every lookup, insert and eviction.
+type KeyHasher = foldhash::fast::RandomState;
 
 /// The lease of a request that is running.
 #[derive(Clone)]
@@ -49,29 +58,8 @@ impl Completed {
     }
 }
 
-/// Expires leases at their own deadline and completed responses after their ttl.
+/// Expires completed responses after their ttl.
 struct EntryExpiry;
-
-impl Expiry<StoreKey, InFlight> for EntryExpiry {
-    fn expire_after_create(
-        &self,
-        _: &StoreKey,
-        value: &InFlight,
-        now: Instant,
-    ) -> Option<Duration> {
-        Some(value.expires_at.saturating_duration_since(now))
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &StoreKey,
-        value: &InFlight,
-        now: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(value.expires_at.saturating_duration_since(now))
-    }
-}
 
 impl Expiry<StoreKey, Completed> for EntryExpiry {
     fn expire_after_create(&self, _: &StoreKey, value: &Completed, _: Instant) -> Option<Duration> {
@@ -84,7 +72,7 @@ impl Expiry<StoreKey, Completed> for EntryExpiry {
 ///
 /// # Concurrency guarantees
 ///
-/// Every call takes moka's per-key lock on the lease cache, and a response moves from lease to
+/// Every call locks the lease map that holds its key, and a response moves from lease to
 /// completed under that lock, so `begin` hands a key to exactly one caller among all tasks of
 /// this process. Leases are never evicted to make room: their number is the number of requests
 /// running with a key, and each ends by completing, releasing or expiring. Separate processes
@@ -98,15 +86,34 @@ impl Expiry<StoreKey, Completed> for EntryExpiry {
 /// handler again, so each such eviction is logged as a warning; raise the bound when it happens.
 #[derive(Clone)]
 pub struct MokaStore {
-    leases: Cache<StoreKey, InFlight>,
-    completed: Cache<StoreKey, Completed>,
+    leases: Arc<[Mutex<LeaseShard>; LEASE_SHARDS]>,
+    completed: Cache<StoreKey, Completed, KeyHasher>,
     max_capacity_bytes: u64,
+}
+
+/// One lock's share of the leases.
+#[derive(Default)]
+struct LeaseShard {
+    leases: HashMap<StoreKey, InFlight, KeyHasher>,
+    /// The number of leases at which the next insert first drops the expired ones. A lease
+    /// expires without being removed only when its request neither completes nor releases it.
+    sweep_at: usize,
+}
+
+impl LeaseShard {
+    fn insert(&mut self, key: StoreKey, running: InFlight, now: Instant) {
+        if self.leases.len() >= self.sweep_at {
+            self.leases.retain(|_, held| held.expires_at > now);
+            self.sweep_at = (self.leases.len() * 2).max(64);
+        }
+        self.leases.insert(key, running);
+    }
 }
 
 impl std::fmt::Debug for MokaStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MokaStore")
-            .field("in_flight", &self.leases.entry_count())
+            .field("in_flight", &self.lease_count())
             .field("completed", &self.completed.entry_count())
             .field("weighted_bytes", &self.completed.weighted_size())
             .finish()
@@ -135,7 +142,14 @@ impl MokaStore {
     /// Returns the number of keys held, in flight or completed. Moka counts lazily, so the value
     /// can lag behind recent writes.
     pub fn entry_count(&self) -> u64 {
-        self.leases.entry_count() + self.completed.entry_count()
+        self.lease_count() + self.completed.entry_count()
+    }
+
+    fn lease_count(&self) -> u64 {
+        let count: usize = (0..LEASE_SHARDS)
+            .map(|index| self.lock_shard(index).leases.len())
+            .sum();
+        count as u64
     }
 
     /// Returns the bytes the completed responses weigh, as counted against the bound. Moka
@@ -146,8 +160,19 @@ impl MokaStore {
 
     /// Runs moka's pending housekeeping (expiry, eviction, counts) now.
     pub fn run_pending_tasks(&self) {
-        self.leases.run_pending_tasks();
         self.completed.run_pending_tasks();
+    }
+
+    fn lock_shard(&self, index: usize) -> MutexGuard<'_, LeaseShard> {
+        // Every change to a shard is one map call, so a panic elsewhere cannot leave it half
+        // written.
+        self.leases[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn shard_of(&self, key: &StoreKey) -> MutexGuard<'_, LeaseShard> {
+        self.lock_shard(usize::from(key.0[31]) % LEASE_SHARDS)
     }
 
     fn begin_now(
@@ -156,58 +181,49 @@ impl MokaStore {
         fingerprint: &Fingerprint,
         lease_duration: Duration,
     ) -> Begin {
-        let mut outcome = None;
-        self.leases.entry(*key).and_compute_with(|existing| {
-            let now = Instant::now();
-            let running = existing
-                .map(|entry| entry.into_value())
-                .filter(|running| running.expires_at > now);
-            let (result, op) = match running {
-                Some(running) if running.fingerprint != *fingerprint => (Begin::Mismatch, Op::Nop),
-                Some(running) => (
-                    Begin::InFlight {
-                        retry_after: running.expires_at - now,
-                    },
-                    Op::Nop,
-                ),
-                None => match self.completed.get(key) {
-                    Some(done) if done.fingerprint != *fingerprint => (Begin::Mismatch, Op::Nop),
-                    Some(done) => (Begin::Completed(done.response), Op::Nop),
-                    None => {
-                        let lease = Lease::new();
-                        let running = InFlight {
-                            fingerprint: *fingerprint,
-                            lease,
-                            expires_at: now + lease_duration,
-                        };
-                        (Begin::Acquired(lease), Op::Put(running))
-                    }
-                },
-            };
-            outcome = Some(result);
-            op
-        });
-        outcome.expect("moka runs the compute closure exactly once")
+        let mut shard = self.shard_of(key);
+        let now = Instant::now();
+        let running = shard
+            .leases
+            .get(key)
+            .filter(|running| running.expires_at > now);
+        match running {
+            Some(running) if running.fingerprint != *fingerprint => Begin::Mismatch,
+            Some(running) => Begin::InFlight {
+                retry_after: running.expires_at - now,
+            },
+            None => match self.completed.get(key) {
+                Some(done) if done.fingerprint != *fingerprint => Begin::Mismatch,
+                Some(done) => Begin::Completed(done.response),
+                None => {
+                    let lease = Lease::new();
+                    let running = InFlight {
+                        fingerprint: *fingerprint,
+                        lease,
+                        expires_at: now + lease_duration,
+                    };
+                    shard.insert(*key, running, now);
+                    Begin::Acquired(lease)
+                }
+            },
+        }
     }
 
-    /// Applies `change` to the live lease `lease` of `key`, under the key's lock.
+    /// Applies `change` to the shard of `key` when `lease` is its live lease, under the
+    /// shard's lock.
     fn with_lease(
         &self,
         key: &StoreKey,
         lease: &Lease,
-        change: impl FnOnce(&InFlight) -> Op<InFlight>,
+        change: impl FnOnce(&mut LeaseShard),
     ) -> Result<(), StoreErrorKind> {
-        let mut held = false;
-        self.leases.entry(*key).and_compute_with(|existing| {
-            match existing.map(|entry| entry.into_value()) {
-                Some(running) if running.lease == *lease && running.expires_at > Instant::now() => {
-                    held = true;
-                    change(&running)
-                }
-                _ => Op::Nop,
-            }
-        });
+        let mut shard = self.shard_of(key);
+        let held = shard
+            .leases
+            .get(key)
+            .is_some_and(|running| running.lease == *lease && running.expires_at > Instant::now());
         if held {
+            change(&mut shard);
             Ok(())
         } else {
             Err(StoreErrorKind::LeaseLost)
@@ -244,16 +260,17 @@ impl IdempotencyStore for MokaStore {
                 StoreErrorKind::TooLarge,
             ))));
         }
-        let result = self.with_lease(key, lease, |running| {
+        let result = self.with_lease(key, lease, |shard| {
             // Inserted under the lease's lock, so a concurrent `begin` finds either the lease or
             // the response.
-            let done = Completed {
-                fingerprint: running.fingerprint,
-                response: response.clone(),
-                ttl,
-            };
-            self.completed.insert(*key, done);
-            Op::Remove
+            if let Some(running) = shard.leases.remove(key) {
+                let done = Completed {
+                    fingerprint: running.fingerprint,
+                    response: response.clone(),
+                    ttl,
+                };
+                self.completed.insert(*key, done);
+            }
         });
         Box::pin(std::future::ready(result.map_err(StoreError::new)))
     }
@@ -264,7 +281,9 @@ impl IdempotencyStore for MokaStore {
         lease: &'a Lease,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         // A lease that no longer holds the key has nothing to release.
-        let _ = self.with_lease(key, lease, |_| Op::Remove);
+        let _ = self.with_lease(key, lease, |shard| {
+            shard.leases.remove(key);
+        });
         Box::pin(std::future::ready(Ok(())))
     }
 
@@ -274,11 +293,10 @@ impl IdempotencyStore for MokaStore {
         lease: &'a Lease,
         lease_duration: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self.with_lease(key, lease, |running| {
-            Op::Put(InFlight {
-                expires_at: Instant::now() + lease_duration,
-                ..running.clone()
-            })
+        let result = self.with_lease(key, lease, |shard| {
+            if let Some(running) = shard.leases.get_mut(key) {
+                running.expires_at = Instant::now() + lease_duration;
+            }
         });
         Box::pin(std::future::ready(result.map_err(StoreError::new)))
     }
@@ -299,7 +317,7 @@ impl MokaStoreBuilder {
 
     /// Builds the store.
     pub fn build(self) -> MokaStore {
-        let leases = Cache::builder().expire_after(EntryExpiry).build();
+        let leases = Arc::new(std::array::from_fn(|_| Mutex::default()));
         // Least recently used eviction admits every new response. Moka's default, TinyLFU,
         // rejects new entries that are less popular than the ones held once the cache is full,
         // which would stop storing responses under a flood of unique keys.
@@ -309,7 +327,7 @@ impl MokaStoreBuilder {
             .weigher(|_key: &StoreKey, done: &Completed| done.weight())
             .expire_after(EntryExpiry)
             .eviction_listener(log_early_eviction)
-            .build();
+            .build_with_hasher(KeyHasher::default());
         MokaStore {
             leases,
             completed,
