@@ -51,16 +51,12 @@ pub(crate) fn expand(handler: Handler, config: Config) -> TokenStream {
         ) -> ::idempotent_runtime::__private::Response #where_clause {
             #(#inner_attrs)*
             #config_static
-            let (__idempotent_inner, __idempotent_head) =
-                ::idempotent_runtime::__private::IdempotentRequest::into_parts(
-                    __idempotent_request,
-                );
             let __idempotent_scope_bytes = #scope_bytes;
             ::idempotent_runtime::__private::run(
                 &__IDEMPOTENT_CONFIG,
-                __idempotent_head,
+                __idempotent_request,
                 __idempotent_scope_bytes,
-                move |__idempotent_key| async move {
+                move |__idempotent_inner, __idempotent_key| async move {
                     #key_binding
                     #inner_binding
                     #output_binding

@@ -65,8 +65,9 @@ use crate::handler::{Handler, parse_function};
 ///
 /// # Handler arguments
 ///
-/// The handler keeps its own extractors. Its last extractor runs on a buffered copy of the body,
-/// so the fingerprint can include the body. An argument of type `IdempotencyKey` (which needs
+/// The handler keeps its own extractors. Its last extractor runs after the store was checked,
+/// on a buffered copy of the body so that the fingerprint can include the body, and only when
+/// the handler runs. An argument of type `IdempotencyKey` (which needs
 /// `required = true`) or `Option<IdempotencyKey>` receives the request's key and is not an
 /// extractor.
 ///
@@ -86,10 +87,10 @@ use crate::handler::{Handler, parse_function};
 ///         ttl: Duration::from_secs(86400),
 ///         // ... every other argument, with its default filled in
 ///     };
-///     let (__idempotent_inner, __idempotent_head) = __idempotent_request.into_parts();
 ///     let __idempotent_scope_bytes = scope_bytes(&__idempotent_scope);
-///     run(&__IDEMPOTENT_CONFIG, __idempotent_head, __idempotent_scope_bytes,
-///         move |__idempotent_key| async move {
+///     // `run` runs the `Json` extractor, then the closure, only for a new key.
+///     run(&__IDEMPOTENT_CONFIG, __idempotent_request, __idempotent_scope_bytes,
+///         move |__idempotent_inner, __idempotent_key| async move {
 ///             let key: IdempotencyKey = match required_key(&__IDEMPOTENT_CONFIG, __idempotent_key) {
 ///                 Ok(key) => key,
 ///                 Err(rejection) => return rejection,

@@ -14,7 +14,9 @@ use http_body_util::BodyExt;
 use tracing::Instrument;
 
 use crate::config::{Config, OnConflict};
-use crate::extract::RequestHead;
+use axum::extract::Request;
+
+use crate::extract::{Extract, IdempotentRequest, buffer, is_safe_method};
 use crate::fingerprint::{fingerprint, store_key};
 use crate::key::IdempotencyKey;
 use crate::layer::StoreHandle;
@@ -37,47 +39,55 @@ const TARGET: &str = "idempotent";
 
 /// Runs `handler` under the idempotency rules of `config`.
 ///
-/// `head` is `None` for safe methods, which pass through. `scope` separates the key spaces of
-/// different callers.
-pub async fn run<F, Fut>(
+/// The handler's last extractor, inside `request`, runs only when the handler runs: a replay,
+/// a conflict or a reused key skips it. Safe methods and requests without a key pass through
+/// unbuffered. `scope` separates the key spaces of different callers.
+pub async fn run<T, F, Fut>(
     config: &'static Config,
-    head: Option<RequestHead>,
+    request: IdempotentRequest<T>,
     scope: Option<Vec<u8>>,
     handler: F,
 ) -> Response
 where
-    F: FnOnce(Option<IdempotencyKey>) -> Fut + Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(T, Option<IdempotencyKey>) -> Fut + Send + 'static,
     Fut: Future<Output = Response> + Send + 'static,
 {
-    let Some(head) = head else {
-        return handler(None).await;
-    };
-    let key = match IdempotencyKey::from_headers(&head.headers, config.header) {
+    let IdempotentRequest { request, extract } = request;
+    if is_safe_method(request.method()) {
+        return pass_through(request, extract, None, handler).await;
+    }
+    let key = match IdempotencyKey::from_headers(request.headers(), config.header) {
         Ok(Some(key)) => key,
         Ok(None) if config.required => {
             tracing::debug!(target: TARGET, endpoint = config.endpoint, "request without a required key");
             return Problem::missing_key(config.header).into_response();
         }
-        Ok(None) => return handler(None).await,
+        Ok(None) => return pass_through(request, extract, None, handler).await,
         Err(error) => {
             tracing::debug!(target: TARGET, endpoint = config.endpoint, %error, "invalid key");
             return Problem::invalid_key(config.header, &error).into_response();
         }
     };
 
+    let store = match request.extensions().get::<StoreHandle>() {
+        Some(store) => store.clone(),
+        None => default_store(config),
+    };
+    let (request, uri, body) = match buffer(request).await {
+        Ok(buffered) => buffered,
+        Err(rejection) => return rejection,
+    };
     let store_key = store_key(scope.as_deref(), key.as_str());
     let fingerprint = fingerprint(
         &config.fingerprint,
         config.endpoint,
-        &head.method,
-        &head.uri,
-        &head.headers,
-        &head.body,
+        request.method(),
+        &uri,
+        request.headers(),
+        &body,
     );
-    let store = match head.store {
-        Some(store) => store,
-        None => default_store(config),
-    };
+    drop(body);
     let wait_until = Instant::now() + config.lock_timeout;
     let mut backoff = Duration::from_millis(5);
 
@@ -89,7 +99,13 @@ where
         match begin {
             Ok(Begin::Acquired(lease)) => {
                 tracing::debug!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), "new key, running handler");
-                return execute(config, store, store_key, lease, key, handler).await;
+                let held = Held {
+                    config,
+                    store,
+                    store_key,
+                    lease,
+                };
+                return execute(held, request, extract, key, handler).await;
             }
             Ok(Begin::Completed(stored)) => {
                 tracing::debug!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), status = stored.status().as_u16(), "replaying stored response");
@@ -109,9 +125,36 @@ where
                 tokio::time::sleep(backoff.min(wait_until - now)).await;
                 backoff = (backoff * 2).min(Duration::from_millis(100));
             }
-            Err(error) => return store_failed(config, &store, &error, key, handler).await,
+            Err(error) => {
+                return store_failed(config, &store, &error, request, extract, key, handler).await;
+            }
         }
     }
+}
+
+/// Runs the handler's last extractor and then the handler, without idempotency.
+async fn pass_through<T, F, Fut>(
+    request: Request,
+    extract: Extract<T>,
+    key: Option<IdempotencyKey>,
+    handler: F,
+) -> Response
+where
+    F: FnOnce(T, Option<IdempotencyKey>) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    match extract(request).await {
+        Ok(inner) => handler(inner, key).await,
+        Err(rejection) => rejection,
+    }
+}
+
+/// A key that this request holds, with everything needed to store or release it.
+struct Held {
+    config: &'static Config,
+    store: StoreHandle,
+    store_key: StoreKey,
+    lease: Lease,
 }
 
 /// Returns the process-wide store, and logs once per process that a handler uses it, because a
@@ -124,20 +167,22 @@ fn default_store(config: &Config) -> StoreHandle {
     StoreHandle::process_default()
 }
 
-async fn store_failed<F, Fut>(
+async fn store_failed<T, F, Fut>(
     config: &'static Config,
     store: &StoreHandle,
     error: &StoreError,
+    request: Request,
+    extract: Extract<T>,
     key: IdempotencyKey,
     handler: F,
 ) -> Response
 where
-    F: FnOnce(Option<IdempotencyKey>) -> Fut,
+    F: FnOnce(T, Option<IdempotencyKey>) -> Fut,
     Fut: Future<Output = Response>,
 {
     if store.store().fail_open() {
         warn_fail_open(config, error);
-        return handler(Some(key)).await;
+        return pass_through(request, extract, Some(key), handler).await;
     }
     tracing::warn!(target: TARGET, endpoint = config.endpoint, %error, "idempotency store failed, rejecting request with 503");
     Problem::store_unavailable().into_response()
@@ -164,33 +209,42 @@ fn warn_fail_open(config: &Config, error: &StoreError) {
     }
 }
 
-/// Runs the handler in its own task, so that a client hanging up does not cancel it halfway,
-/// and stores or releases its response.
-async fn execute<F, Fut>(
-    config: &'static Config,
-    store: StoreHandle,
-    store_key: StoreKey,
-    lease: Lease,
+/// Runs the handler's last extractor and the handler in their own task, so that a client
+/// hanging up does not cancel them halfway, and stores or releases the response.
+async fn execute<T, F, Fut>(
+    held: Held,
+    request: Request,
+    extract: Extract<T>,
     key: IdempotencyKey,
     handler: F,
 ) -> Response
 where
-    F: FnOnce(Option<IdempotencyKey>) -> Fut + Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(T, Option<IdempotencyKey>) -> Fut + Send + 'static,
     Fut: Future<Output = Response> + Send + 'static,
 {
     // The task carries the request's span, so the handler's events stay inside it.
     let task = tokio::spawn(
         async move {
-        let outcome =
-            run_with_renewal(config, &store, &store_key, &lease, handler(Some(key))).await;
-        match outcome {
-            Ok(response) => settle(config, &store, &store_key, &lease, response).await,
-            Err(panic) => {
-                tracing::warn!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), "handler panicked, releasing key");
-                release(config, &store, &store_key, &lease).await;
-                std::panic::resume_unwind(panic)
+            let Held { config, store, store_key, lease } = &held;
+            let inner = match extract(request).await {
+                Ok(inner) => inner,
+                Err(rejection) => {
+                    tracing::debug!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), "extractor rejected the request, releasing key");
+                    release(config, store, store_key, lease).await;
+                    return rejection;
+                }
+            };
+            let outcome =
+                run_with_renewal(config, store, store_key, lease, handler(inner, Some(key))).await;
+            match outcome {
+                Ok(response) => settle(config, store, store_key, lease, response).await,
+                Err(panic) => {
+                    tracing::warn!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), "handler panicked, releasing key");
+                    release(config, store, store_key, lease).await;
+                    std::panic::resume_unwind(panic)
+                }
             }
-        }
         }
         .in_current_span(),
     );

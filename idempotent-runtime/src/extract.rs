@@ -7,60 +7,39 @@ use axum::body::Body;
 use axum::extract::{FromRequest, OriginalUri, Request};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, Method, Uri};
+use http::{Method, Uri};
 use http_body_util::BodyExt;
 
-use crate::layer::StoreHandle;
 use crate::problem::{Problem, ProblemKind};
+use crate::store::BoxFuture;
 
-/// The parts of a request that the runtime keeps after the handler's own extractor took the
-/// body.
-pub struct RequestHead {
-    pub(crate) method: Method,
-    pub(crate) uri: Uri,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: Bytes,
-    pub(crate) store: Option<StoreHandle>,
+/// Returns whether `method` is safe (RFC 9110): GET, HEAD, OPTIONS and TRACE pass through.
+pub(crate) fn is_safe_method(method: &Method) -> bool {
+    method == Method::GET
+        || method == Method::HEAD
+        || method == Method::OPTIONS
+        || method == Method::TRACE
 }
 
-/// Shows the method and path only: headers carry the idempotency key and credentials, and the
-/// body may carry personal data.
-impl std::fmt::Debug for RequestHead {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequestHead")
-            .field("method", &self.method)
-            .field("path", &self.uri.path())
-            .finish_non_exhaustive()
-    }
-}
+/// Runs the handler's own last extractor on a request, with the router's state captured.
+pub(crate) type Extract<T> =
+    Box<dyn FnOnce(Request) -> BoxFuture<'static, Result<T, Response>> + Send>;
 
-impl RequestHead {
-    pub(crate) fn is_safe_method(method: &Method) -> bool {
-        method == Method::GET
-            || method == Method::HEAD
-            || method == Method::OPTIONS
-            || method == Method::TRACE
-    }
-}
-
-/// The handler's last extractor `T`, run on a buffered copy of the body, plus the request head.
+/// The request, with the handler's last extractor `T` not yet run.
 ///
-/// Safe methods (GET, HEAD, OPTIONS, TRACE) are not buffered: `T` gets the request untouched.
+/// The runtime decides first: a replay, a conflict or a reused key never runs `T`, so the body
+/// is not parsed for them, and a request without a key is passed to `T` without buffering.
 pub struct IdempotentRequest<T> {
-    inner: T,
-    head: Option<RequestHead>,
+    pub(crate) request: Request,
+    pub(crate) extract: Extract<T>,
 }
 
 impl<T> std::fmt::Debug for IdempotentRequest<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdempotentRequest").finish_non_exhaustive()
-    }
-}
-
-impl<T> IdempotentRequest<T> {
-    /// Splits into the handler's extractor and the head; the head is `None` for safe methods.
-    pub fn into_parts(self) -> (T, Option<RequestHead>) {
-        (self.inner, self.head)
+        f.debug_struct("IdempotentRequest")
+            .field("method", self.request.method())
+            .field("path", &self.request.uri().path())
+            .finish_non_exhaustive()
     }
 }
 
@@ -71,42 +50,36 @@ pub struct ViaIdempotent<M>(PhantomData<M>);
 
 impl<S, M, T> FromRequest<S, ViaIdempotent<M>> for IdempotentRequest<T>
 where
-    S: Send + Sync,
-    T: FromRequest<S, M>,
+    S: Clone + Send + Sync + 'static,
+    T: FromRequest<S, M> + Send + 'static,
 {
     type Rejection = Response;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if RequestHead::is_safe_method(request.method()) {
-            let inner = T::from_request(request, state)
-                .await
-                .map_err(IntoResponse::into_response)?;
-            return Ok(Self { inner, head: None });
-        }
-
-        let (parts, body) = request.with_limited_body().into_parts();
-        let body = read_body(body).await?;
-        let head = RequestHead {
-            method: parts.method.clone(),
-            // Inside a nested router, `parts.uri` lacks the prefix, which can hold an id.
-            uri: parts
-                .extensions
-                .get::<OriginalUri>()
-                .map_or_else(|| parts.uri.clone(), |original| original.0.clone()),
-            headers: parts.headers.clone(),
-            body: body.clone(),
-            store: parts.extensions.get::<StoreHandle>().cloned(),
-        };
-
-        let request = Request::from_parts(parts, Body::from(body));
-        let inner = T::from_request(request, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        Ok(Self {
-            inner,
-            head: Some(head),
-        })
+        let state = state.clone();
+        let extract: Extract<T> = Box::new(move |request| {
+            Box::pin(async move {
+                T::from_request(request, &state)
+                    .await
+                    .map_err(IntoResponse::into_response)
+            })
+        });
+        Ok(Self { request, extract })
     }
+}
+
+/// Buffers the body of `request` within axum's body limit, and returns the request rebuilt on
+/// the buffered body, its original URI (inside a nested router, `uri()` lacks the prefix, which
+/// can hold an id) and the body.
+pub(crate) async fn buffer(request: Request) -> Result<(Request, Uri, Bytes), Response> {
+    let (parts, body) = request.with_limited_body().into_parts();
+    let body = read_body(body).await?;
+    let uri = parts
+        .extensions
+        .get::<OriginalUri>()
+        .map_or_else(|| parts.uri.clone(), |original| original.0.clone());
+    let request = Request::from_parts(parts, Body::from(body.clone()));
+    Ok((request, uri, body))
 }
 
 async fn read_body(body: Body) -> Result<Bytes, Response> {

@@ -51,7 +51,7 @@ pub mod __private {
 
     pub use crate::config::{BodyFingerprint, Config, FingerprintConfig, OnConflict, StatusSet};
     pub use crate::engine::run;
-    pub use crate::extract::{IdempotentRequest, RequestHead, ViaIdempotent};
+    pub use crate::extract::{IdempotentRequest, ViaIdempotent};
     pub use crate::key::IdempotencyKey;
     use crate::scope::IdempotencyScope;
 
