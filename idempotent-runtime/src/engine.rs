@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -21,6 +20,7 @@ use crate::fingerprint::{fingerprint, store_key};
 use crate::key::IdempotencyKey;
 use crate::layer::StoreHandle;
 use crate::problem::Problem;
+use crate::rate_limit::EverySecond;
 use crate::response::StoredResponse;
 use crate::store::{Begin, Lease, StoreError, StoreErrorKind, StoreKey};
 
@@ -191,21 +191,9 @@ where
 /// Logs a fail-open request at most once a second, with the number of requests since the last
 /// event.
 fn warn_fail_open(config: &Config, error: &StoreError) {
-    static LAST_WARNED_SECOND: AtomicU64 = AtomicU64::new(0);
-    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
-    let second = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
-    let last = LAST_WARNED_SECOND.load(Ordering::Relaxed);
-    if last != second
-        && LAST_WARNED_SECOND
-            .compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
-        let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
+    static LIMIT: EverySecond = EverySecond::new();
+    if let Some(suppressed) = LIMIT.allow() {
         tracing::warn!(target: TARGET, endpoint = config.endpoint, %error, suppressed, "idempotency store failed, running handler without idempotency (fail-open)");
-    } else {
-        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -26,6 +26,7 @@ pub mod fingerprint;
 pub mod key;
 mod layer;
 pub mod problem;
+mod rate_limit;
 pub mod response;
 mod scope;
 pub mod store;
