@@ -2,8 +2,9 @@
 //! headers and keys of fixed sizes, so that every benchmark measures the same inputs.
 //!
 //! The benchmarks themselves are `benches/units.rs` (Criterion), `src/bin/bench_server.rs`
-//! with `http.sh` (HTTP over loopback with wrk) and `src/bin/store_memory.rs` (memory of the
-//! moka store). `BENCHMARKS.md` at the repository root records their results.
+//! with `http.sh` (HTTP over loopback with wrk) and `callgrind.sh` (instructions per request),
+//! and `src/bin/store_memory.rs` (memory of the moka store). `BENCHMARKS.md` at the repository
+//! root records their results.
 
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderValue};
