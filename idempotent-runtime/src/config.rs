@@ -113,11 +113,11 @@ pub struct Config {
     pub header: &'static str,
     /// The largest response body that is stored, in bytes.
     pub max_body: usize,
-    /// What a concurrent retry gets.
+    /// The response to a concurrent retry.
     pub on_conflict: OnConflict,
-    /// What goes into the request fingerprint.
+    /// The request parts hashed into the fingerprint.
     pub fingerprint: FingerprintConfig,
-    /// Which response statuses are stored; any other status releases the key.
+    /// The response statuses that are stored. Any other status releases the key.
     pub store_status: StatusSet,
 }
 

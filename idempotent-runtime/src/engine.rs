@@ -99,13 +99,13 @@ where
         match begin {
             Ok(Begin::Acquired(lease)) => {
                 tracing::debug!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), "new key, running handler");
-                let held = Held {
+                let held_key = HeldKey {
                     config,
                     store,
                     store_key,
                     lease,
                 };
-                return execute(held, request, extract, key, handler).await;
+                return execute(held_key, request, extract, key, handler).await;
             }
             Ok(Begin::Completed(stored)) => {
                 tracing::debug!(target: TARGET, endpoint = config.endpoint, key = %store_key.short(), status = stored.status().as_u16(), "replaying stored response");
@@ -150,7 +150,7 @@ where
 }
 
 /// A key that this request holds, with everything needed to store or release it.
-struct Held {
+struct HeldKey {
     config: &'static Config,
     store: StoreHandle,
     store_key: StoreKey,
@@ -200,7 +200,7 @@ fn warn_fail_open(config: &Config, error: &StoreError) {
 /// Runs the handler's last extractor and the handler in their own task, so that a client
 /// hanging up does not cancel them halfway, and stores or releases the response.
 async fn execute<T, F, Fut>(
-    held: Held,
+    held_key: HeldKey,
     request: Request,
     extract: Extract<T>,
     key: IdempotencyKey,
@@ -214,7 +214,7 @@ where
     // The task carries the request's span, so the handler's events stay inside it.
     let task = tokio::spawn(
         async move {
-            let Held { config, store, store_key, lease } = &held;
+            let HeldKey { config, store, store_key, lease } = &held_key;
             let inner = match extract(request).await {
                 Ok(inner) => inner,
                 Err(rejection) => {

@@ -30,8 +30,8 @@ const CACHE_OVERHEAD_BYTES: usize = 390;
 const LEASE_SHARDS: usize = 64;
 
 /// The hasher of store keys. Keys are SHA-256 digests of what clients send, so a fast hash
-/// with a per-process random seed spreads them as well as the standard library's SipHash, at
-/// a fraction of the cost that SipHash adds to every lookup, insert and eviction.
+/// with a per-process random seed spreads them as well as the standard library's SipHash.
+/// It costs a fraction of what SipHash adds to every lookup, insert and eviction.
 type KeyHasher = foldhash::fast::RandomState;
 
 /// The lease of a request that is running.
@@ -105,7 +105,7 @@ struct LeaseShard {
 impl LeaseShard {
     fn insert(&mut self, key: StoreKey, running: InFlight, now: Instant) {
         if self.leases.len() >= self.sweep_at {
-            self.leases.retain(|_, held| held.expires_at > now);
+            self.leases.retain(|_, lease| lease.expires_at > now);
             self.sweep_at = (self.leases.len() * 2).max(64);
         }
         self.leases.insert(key, running);
@@ -220,11 +220,11 @@ impl MokaStore {
         change: impl FnOnce(&mut LeaseShard),
     ) -> Result<(), StoreErrorKind> {
         let mut shard = self.shard_of(key);
-        let held = shard
+        let lease_matches = shard
             .leases
             .get(key)
             .is_some_and(|running| running.lease == *lease && running.expires_at > Instant::now());
-        if held {
+        if lease_matches {
             change(&mut shard);
             Ok(())
         } else {
