@@ -74,7 +74,7 @@ const MAX_JSON_DEPTH: usize = 32;
 /// Returns `body` as canonical JSON: object keys sorted by their UTF-8 bytes, no white space,
 /// strings re-escaped the way `serde_json` writes them, and numbers, `true`, `false` and `null`
 /// exactly as sent. Returns `None` when `body` is not JSON, nests deeper than 32 levels, or
-/// repeats a key within an object; the fingerprint then hashes the raw bytes.
+/// repeats a key within an object. The fingerprint then hashes the raw bytes.
 ///
 /// Keys are sorted here rather than by `serde_json::Map`, whose order depends on whether any
 /// crate in the build enables serde_json's `preserve_order` feature. Numbers keep their text

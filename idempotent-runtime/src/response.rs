@@ -95,7 +95,7 @@ impl StoredResponse {
     /// runtime stores bodies of at most `max_body`, which the attribute limits to 1 GiB.
     pub fn encode(status: StatusCode, headers: &http::HeaderMap, body: &[u8]) -> Self {
         let connection_listed = connection_options(headers);
-        let kept = || {
+        let stored_headers = || {
             headers.iter().filter(|(name, _)| {
                 !is_unstored_header(name)
                     && !connection_listed
@@ -103,7 +103,7 @@ impl StoredResponse {
                         .any(|listed| listed == name.as_str())
             })
         };
-        let headers_len: usize = kept()
+        let headers_len: usize = stored_headers()
             .map(|(name, value)| 2 + name.as_str().len() + 4 + value.len())
             .sum();
         let mut buffer = BytesMut::with_capacity(HEAD_LEN + headers_len + 4 + body.len());
@@ -111,9 +111,10 @@ impl StoredResponse {
         buffer.put_slice(MAGIC);
         buffer.put_u8(VERSION);
         buffer.put_u16(status.as_u16());
-        let count = u16::try_from(kept().count()).expect("more than 65535 response headers");
+        let count =
+            u16::try_from(stored_headers().count()).expect("more than 65535 response headers");
         buffer.put_u16(count);
-        for (name, value) in kept() {
+        for (name, value) in stored_headers() {
             let name_len = u16::try_from(name.as_str().len()).expect("header name over 64 KiB");
             buffer.put_u16(name_len);
             buffer.put_slice(name.as_str().as_bytes());

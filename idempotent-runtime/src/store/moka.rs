@@ -19,7 +19,7 @@ use crate::response::StoredResponse;
 /// The default memory bound of a [`MokaStore`]: 128 MiB of keys and stored responses.
 pub const DEFAULT_MAX_CAPACITY_BYTES: u64 = 128 * 1024 * 1024;
 
-/// What moka 0.12.16 and glibc's malloc keep per entry beyond our key and value: moka's node,
+/// The bytes that moka 0.12.16 and glibc's malloc keep per entry beyond our key and value: moka's node,
 /// hash-table bucket, deque and timer-wheel nodes, the `Bytes` header and malloc's chunk
 /// headers. Measured as resident memory per entry with `benchmarks/src/bin/store_memory.rs` on
 /// Linux; counting it keeps resident memory near the byte bound.
