@@ -77,6 +77,26 @@ macro_rules! store_suite {
     };
 }
 
+/// Serves `router` on `127.0.0.1` at a free port, and returns the address and the server task.
+///
+/// # Panics
+///
+/// Panics when no listener can be bound; the task panics when the server fails.
+pub async fn serve(router: axum::Router) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("could not bind a listener on 127.0.0.1");
+    let address = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .await
+            .expect("the test server failed");
+    });
+    (address, server)
+}
+
 pub mod store {
     //! The stores a suite runs against.
 
@@ -676,17 +696,7 @@ pub mod app {
             let state = Arc::new(AppState::default());
             let router = router(Arc::clone(&state), store.store);
 
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("could not bind a listener on 127.0.0.1");
-            let address = listener
-                .local_addr()
-                .expect("a bound listener has an address");
-            let server = tokio::spawn(async move {
-                axum::serve(listener, router)
-                    .await
-                    .expect("the test server failed");
-            });
+            let (address, server) = crate::serve(router).await;
             let client = reqwest::Client::builder()
                 .no_proxy()
                 .timeout(crate::suite::REQUEST_TIMEOUT)
@@ -2125,7 +2135,7 @@ pub mod suite {
         assert_eq!(app.runs().canonical_json.get(), 1);
     }
 
-    /// Checks that inside a nested router the prefix, which here holds the account, stays in
+    /// Checks that inside a nested router the prefix, which here contains the account, stays in
     /// the fingerprint, so one account never gets another account's replay.
     pub async fn nested_router_prefix_is_fingerprinted(app: &TestApp) {
         let alice = post_with_key(app, "/accounts/alice/charge", "nested").await;

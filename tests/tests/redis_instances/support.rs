@@ -252,17 +252,7 @@ pub struct TestServer {
 impl TestServer {
     /// Serves `router` on a new listener.
     pub async fn start(router: Router) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("could not bind a listener on 127.0.0.1");
-        let address = listener
-            .local_addr()
-            .expect("a bound listener has an address");
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .await
-                .expect("the test server failed");
-        });
+        let (address, task) = idempotent_tests::serve(router).await;
         Self { address, task }
     }
 
